@@ -1,0 +1,88 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+export const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+export const DAEMON_MAIN = join(REPO_ROOT, 'packages/daemon/dist/src/main.js');
+export const DEN_BIN = join(REPO_ROOT, 'bin/den');
+
+/** A real den daemon in its own data directory, listening on a free loopback port. */
+export interface TestDaemon {
+  url: string;
+  home: string;
+  proc: ChildProcess;
+  /** log lines (JSON from pino) seen so far */
+  logs: string[];
+  /** SIGTERM and wait for exit (sandboxes keep running) */
+  stop(): Promise<void>;
+  /** SIGKILL, as a crash would */
+  kill9(): Promise<void>;
+  /** start a new daemon process on the same home (and the same port when possible) */
+  restart(): Promise<TestDaemon>;
+}
+
+export async function startDaemon(
+  opts: { home?: string; listen?: string; env?: NodeJS.ProcessEnv } = {},
+): Promise<TestDaemon> {
+  const home = opts.home ?? (await mkdtemp(join(tmpdir(), 'den-e2e-')));
+  const proc = spawn(process.execPath, [DAEMON_MAIN, '--home', home, '--listen', opts.listen ?? '127.0.0.1:0'], {
+    env: { ...process.env, DEN_LOG_LEVEL: 'info', ...opts.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const logs: string[] = [];
+  const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
+  const url = await new Promise<string>((resolve, reject) => {
+    const onExit = (code: number | null) =>
+      reject(new Error(`daemon exited with ${code} before listening:\n${logs.slice(-20).join('\n')}`));
+    proc.once('exit', onExit);
+    const timer = setTimeout(() => reject(new Error(`daemon did not listen within 60 s:\n${logs.join('\n')}`)), 60_000);
+    for (const stream of [proc.stdout!, proc.stderr!]) {
+      createInterface({ input: stream }).on('line', (line) => {
+        logs.push(line);
+        if (process.env.DEN_E2E_VERBOSE) console.error(`[daemon] ${line}`);
+        const m = /"address":"(http:\/\/[^"]+)"/.exec(line);
+        if (m && /daemon listening/.test(line)) {
+          clearTimeout(timer);
+          proc.off('exit', onExit);
+          resolve(m[1]!);
+        }
+      });
+    }
+  });
+  const daemon: TestDaemon = {
+    url,
+    home,
+    proc,
+    logs,
+    async stop() {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
+      await exited;
+    },
+    async kill9() {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
+      await exited;
+    },
+    async restart() {
+      await daemon.stop();
+      return startDaemon({ ...opts, home, listen: new URL(url).host });
+    },
+  };
+  return daemon;
+}
+
+/** Deletes every sandbox through the API, stops the daemon and removes its home. */
+export async function destroyDaemon(d: TestDaemon): Promise<void> {
+  try {
+    if (d.proc.exitCode === null && d.proc.signalCode === null) {
+      const res = await fetch(`${d.url}/v1/sandboxes`);
+      const { sandboxes } = (await res.json()) as { sandboxes: { id: string }[] };
+      await Promise.all(sandboxes.map((s) => fetch(`${d.url}/v1/sandboxes/${s.id}`, { method: 'DELETE' })));
+    }
+  } finally {
+    await d.stop();
+    await rm(d.home, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,57 @@
+import {
+  CreateSandboxRequest,
+  ErrorResponse,
+  Image,
+  Sandbox,
+  SandboxList,
+  SandboxRef,
+  SandboxState,
+  Status,
+} from '@den/shared';
+import { Type } from '@sinclair/typebox';
+import type { FastifyInstance } from 'fastify';
+import { toSandbox } from '../services/sandbox-service.js';
+import type { ApiDeps } from './app.js';
+
+const errors = { 204: Type.Null(), 400: ErrorResponse, 404: ErrorResponse, 409: ErrorResponse, 500: ErrorResponse };
+type Ref = { ref: string };
+
+export function sandboxRoutes(app: FastifyInstance, { sandboxes, status }: ApiDeps): void {
+  app.get('/v1/status', { schema: { response: { 200: Status } } }, async () => status.status());
+  app.get('/v1/images', { schema: { response: { 200: Type.Object({ images: Type.Array(Image) }) } } }, async () => ({
+    images: await status.images(),
+  }));
+
+  app.post(
+    '/v1/sandboxes',
+    { schema: { body: CreateSandboxRequest, response: { 201: Sandbox, ...errors } } },
+    async (req, reply) => {
+      const rec = await sandboxes.create(req.body as CreateSandboxRequest);
+      return reply.status(201).send(toSandbox(rec));
+    },
+  );
+  app.get(
+    '/v1/sandboxes',
+    { schema: { querystring: Type.Object({ state: Type.Optional(SandboxState) }), response: { 200: SandboxList } } },
+    async (req) => {
+      const { state } = req.query as { state?: SandboxState };
+      return { sandboxes: (await sandboxes.list(state ? { state } : {})).map(toSandbox) };
+    },
+  );
+  app.get(
+    '/v1/sandboxes/:ref',
+    { schema: { params: SandboxRef, response: { 200: Sandbox, ...errors } } },
+    async (req) => toSandbox(await sandboxes.resolve((req.params as Ref).ref)),
+  );
+  for (const action of ['start', 'stop', 'restart'] as const) {
+    app.post(
+      `/v1/sandboxes/:ref/${action}`,
+      { schema: { params: SandboxRef, response: { 200: Sandbox, ...errors } } },
+      async (req) => toSandbox(await sandboxes[action]((req.params as Ref).ref)),
+    );
+  }
+  app.delete('/v1/sandboxes/:ref', { schema: { params: SandboxRef, response: errors } }, async (req, reply) => {
+    await sandboxes.remove((req.params as Ref).ref);
+    return reply.status(204).send();
+  });
+}

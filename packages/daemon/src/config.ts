@@ -1,0 +1,135 @@
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { DenError, type RuntimeName } from '@den/shared';
+
+/**
+ * The daemon's configuration, resolved in one place: defaults < config file (<home>/config.json or --config)
+ * < environment (DEN_*) < command-line flags. Units are in the names.
+ */
+export interface DaemonConfig {
+  /** data directory: database, sandboxes, runtime state */
+  home: string;
+  /** image layers and manifests (content-addressed; may be shared by several daemons) */
+  store: string;
+  host: string;
+  port: number;
+  /** PostgreSQL URL; when absent the embedded SQLite file <home>/den.db is used */
+  databaseUrl: string | undefined;
+  defaultRuntime: RuntimeName;
+  runscPath: string;
+  runcPath: string;
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** how often the reconcile loop compares the database with the runtimes */
+  reconcileIntervalMs: number;
+}
+
+type Partialish = { [K in keyof DaemonConfig]?: DaemonConfig[K] | undefined };
+
+const DEFAULT_HOME = '/var/lib/den';
+/** where the install step puts the base image; shared by every daemon on the machine */
+const DEFAULT_STORE = '/var/lib/den/store';
+
+export function parseListen(value: string): { host: string; port: number } {
+  const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(value);
+  const port = m ? Number(m[2]) : Number.NaN;
+  if (!m || port > 65535) {
+    throw new DenError('INVALID_ARGUMENT', `listen address "${value}" must be HOST:PORT, for example 127.0.0.1:7070`);
+  }
+  return { host: m[1]!.replace(/^\[|\]$/g, ''), port };
+}
+
+function fromEnv(env: NodeJS.ProcessEnv): Partialish {
+  const listen = env.DEN_LISTEN ? parseListen(env.DEN_LISTEN) : undefined;
+  return {
+    home: env.DEN_HOME,
+    store: env.DEN_STORE,
+    host: listen?.host,
+    port: listen?.port,
+    databaseUrl: env.DEN_DATABASE_URL,
+    defaultRuntime: env.DEN_DEFAULT_RUNTIME as RuntimeName | undefined,
+    runscPath: env.DEN_RUNSC,
+    runcPath: env.DEN_RUNC,
+    logLevel: env.DEN_LOG_LEVEL as DaemonConfig['logLevel'] | undefined,
+  };
+}
+
+function fromArgs(argv: string[]): Partialish & { config?: string } {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      home: { type: 'string' },
+      store: { type: 'string' },
+      listen: { type: 'string' },
+      config: { type: 'string' },
+      'database-url': { type: 'string' },
+      'log-level': { type: 'string' },
+    },
+    strict: true,
+  });
+  const listen = values.listen ? parseListen(values.listen) : undefined;
+  return {
+    home: values.home,
+    store: values.store,
+    host: listen?.host,
+    port: listen?.port,
+    databaseUrl: values['database-url'],
+    logLevel: values['log-level'] as DaemonConfig['logLevel'] | undefined,
+    config: values.config,
+  };
+}
+
+function fromFile(path: string, required: boolean): Partialish {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    if (!required && (err as NodeJS.ErrnoException).code === 'ENOENT') return {};
+    throw new DenError('INVALID_ARGUMENT', `cannot read config file ${path}: ${(err as Error).message}`);
+  }
+  try {
+    const raw = JSON.parse(text) as Record<string, unknown> & { listen?: string };
+    const listen = typeof raw.listen === 'string' ? parseListen(raw.listen) : undefined;
+    return {
+      ...(raw as Partialish),
+      host: listen?.host ?? (raw.host as string),
+      port: listen?.port ?? (raw.port as number),
+    };
+  } catch (err) {
+    throw new DenError('INVALID_ARGUMENT', `config file ${path} is not valid JSON: ${(err as Error).message}`);
+  }
+}
+
+/** Later sources win; undefined values never override. */
+function merge(...layers: Partialish[]): Partialish {
+  const out: Partialish = {};
+  for (const layer of layers) {
+    for (const [k, v] of Object.entries(layer)) if (v !== undefined) (out as Record<string, unknown>)[k] = v;
+  }
+  return out;
+}
+
+export function resolveConfig(argv: string[] = [], env: NodeJS.ProcessEnv = process.env): DaemonConfig {
+  const args = fromArgs(argv);
+  const envLayer = fromEnv(env);
+  const home = resolve(args.home ?? envLayer.home ?? DEFAULT_HOME);
+  const file = fromFile(args.config ?? join(home, 'config.json'), args.config !== undefined);
+  const { config: _configPath, ...argLayer } = args;
+  const m = merge(file, envLayer, argLayer);
+  const cfg: DaemonConfig = {
+    home,
+    store: resolve(m.store ?? DEFAULT_STORE),
+    host: m.host ?? '127.0.0.1',
+    port: m.port ?? 7070,
+    databaseUrl: m.databaseUrl,
+    defaultRuntime: m.defaultRuntime ?? 'runsc',
+    runscPath: m.runscPath ?? '/var/lib/den/tools/runsc/usr/bin/runsc',
+    runcPath: m.runcPath ?? 'runc',
+    logLevel: m.logLevel ?? 'info',
+    reconcileIntervalMs: m.reconcileIntervalMs ?? 10_000,
+  };
+  if (cfg.defaultRuntime !== 'runsc' && cfg.defaultRuntime !== 'runc') {
+    throw new DenError('INVALID_ARGUMENT', `default runtime "${cfg.defaultRuntime}" must be runsc or runc`);
+  }
+  return cfg;
+}

@@ -1,0 +1,56 @@
+import { join } from 'node:path';
+
+/**
+ * Where everything of one daemon lives. `home` is the data directory (--home / DEN_HOME): database, per-sandbox
+ * dirs, runtime state roots. `store` holds content-addressed image layers and image manifests; it may be shared
+ * by several daemons (tests share the one the install step fills).
+ */
+export interface DenPaths {
+  home: string;
+  store: string;
+  database: string;
+  sandboxesDir: string;
+  runtimeRoot(runtime: 'runsc' | 'runc'): string;
+  agentRootsDir: string;
+  sandbox(id: string): SandboxPaths;
+}
+
+export interface SandboxPaths {
+  dir: string;
+  /** sparse ext4 file holding the persistent upper layer */
+  diskFile: string;
+  /** mount point of diskFile; contains upper/ and work/ */
+  diskMount: string;
+  rootfs: string;
+  bundle: string;
+  /** bind-mounted at /run/den in the sandbox; holds agent.sock */
+  socketDir: string;
+  agentSocket: string;
+  logFile: string;
+}
+
+export function denPaths(home: string, store: string): DenPaths {
+  const sandboxesDir = join(home, 'sandboxes');
+  return {
+    home,
+    store,
+    database: join(home, 'den.db'),
+    sandboxesDir,
+    runtimeRoot: (runtime) => join(home, 'run', runtime),
+    agentRootsDir: join(store, 'agent'),
+    sandbox(id) {
+      // Short names: the socket path must stay under the 108-byte sun_path limit.
+      const dir = join(sandboxesDir, id);
+      return {
+        dir,
+        diskFile: join(dir, 'disk.ext4'),
+        diskMount: join(dir, 'disk'),
+        rootfs: join(dir, 'rootfs'),
+        bundle: join(dir, 'bundle'),
+        socketDir: join(dir, 'sock'),
+        agentSocket: join(dir, 'sock', 'agent.sock'),
+        logFile: join(dir, 'agent.log'),
+      };
+    },
+  };
+}

@@ -1,0 +1,129 @@
+/**
+ * The ports the services depend on. Adapters (runtime/, storage/, store/, the agent client) implement them;
+ * services and routes only ever see these interfaces. Every operation that changes the machine is idempotent,
+ * because the reconcile loop repeats steps after a crash.
+ */
+import type { AgentClient } from '@den/agent/client';
+import type { Image, RuntimeName, SandboxState } from '@den/shared';
+
+export type { RuntimeName, SandboxState };
+
+/** What a runtime needs to start one sandbox container. All paths are on the host. */
+export interface ContainerConfig {
+  /** container id = sandbox id (fixed length, see ids.ts) */
+  id: string;
+  /** the mounted overlay root (RootfsManager.mount) */
+  rootfsDir: string;
+  /** directory the runtime adapter writes config.json into */
+  bundleDir: string;
+  /** host directory bind-mounted read-only at /.den (node, its libraries, tini, the agent) */
+  agentRootDir: string;
+  /** host directory bind-mounted read-write at /run/den; the agent listens on /run/den/agent.sock there */
+  socketDir: string;
+  /** the agent's stdout/stderr go to this host file (the container must not hold the daemon's pipes) */
+  logFile: string;
+  hostname: string;
+  /** environment of the agent; it passes it on to every process */
+  env: Record<string, string>;
+  cpus: number;
+  memoryMB: number;
+  /** process limit inside the sandbox (RLIMIT_NPROC for runsc, pids cgroup for runc) */
+  pids: number;
+}
+
+export type ContainerStatus = 'created' | 'running' | 'paused' | 'stopped';
+
+export interface ContainerState {
+  id: string;
+  status: ContainerStatus;
+  /** host pid of the container's init (runc) or sandbox process (runsc); 0 when stopped */
+  pid: number;
+}
+
+export interface ExecResult {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** One OCI runtime driven as a binary. */
+export interface Runtime {
+  readonly name: RuntimeName;
+  /** version string, or throws RUNTIME_UNAVAILABLE when the binary is missing */
+  version(): Promise<string>;
+  /** writes the bundle, creates and starts the container detached (it outlives the daemon) */
+  run(config: ContainerConfig): Promise<void>;
+  /** undefined when the runtime does not know the container */
+  state(id: string): Promise<ContainerState | undefined>;
+  /** every container in den's state root for this runtime */
+  list(): Promise<ContainerState[]>;
+  /** sends a signal to the container's init; no error when it is already gone */
+  kill(id: string, signal?: string): Promise<void>;
+  /** stops (SIGKILL) and removes the container and its runtime state; no error when it does not exist */
+  delete(id: string): Promise<void>;
+  /** the runtime's own `exec` (no agent): the raw baseline for benchmarks and a debugging aid */
+  exec(id: string, args: string[]): Promise<ExecResult>;
+}
+
+/** A sandbox's root filesystem: a persistent disk with a real size limit, and an overlay over the image layers. */
+export interface RootfsManager {
+  /** creates the sandbox's disk (a sparse ext4 file of diskMB) if it does not exist */
+  ensureDisk(sandboxId: string, diskMB: number): Promise<void>;
+  /** mounts the disk and the overlay (lower = the image's layer dirs, top first); returns the rootfs path */
+  mount(sandboxId: string, layerDirs: string[]): Promise<string>;
+  /** unmounts the overlay and the disk and detaches its loop device; no error when not mounted */
+  unmount(sandboxId: string): Promise<void>;
+  /** unmount plus removal of the disk and every directory of the sandbox */
+  destroy(sandboxId: string): Promise<void>;
+  /** sandbox ids that have a directory on disk (for the reconcile loop to find strays) */
+  listOnDisk(): Promise<string[]>;
+}
+
+/** The persisted desired + observed state of one sandbox. */
+export interface SandboxRecord {
+  id: string;
+  name: string | null;
+  image: string;
+  runtime: RuntimeName;
+  state: SandboxState;
+  desiredState: DesiredState;
+  cpus: number;
+  memoryMB: number;
+  diskMB: number;
+  pids: number;
+  env: Record<string, string>;
+  metadata: Record<string, string>;
+  createdAt: string;
+  startedAt: string | null;
+  lastError: string | null;
+}
+
+export type DesiredState = 'running' | 'stopped' | 'deleted';
+
+/** State database of sandboxes (SQLite or PostgreSQL behind one implementation). */
+export interface SandboxStore {
+  /** throws DenError NAME_TAKEN when the name is in use */
+  insert(record: SandboxRecord): Promise<void>;
+  get(id: string): Promise<SandboxRecord | undefined>;
+  getByName(name: string): Promise<SandboxRecord | undefined>;
+  list(filter?: { state?: SandboxState }): Promise<SandboxRecord[]>;
+  update(id: string, patch: Partial<Omit<SandboxRecord, 'id' | 'createdAt'>>): Promise<SandboxRecord | undefined>;
+  delete(id: string): Promise<void>;
+  countByState(): Promise<Record<string, number>>;
+}
+
+/** Images (templates) known to this daemon. */
+export interface ImageCatalog {
+  /** throws DenError IMAGE_NOT_FOUND naming the available images */
+  get(name: string): Promise<Image>;
+  list(): Promise<Image[]>;
+  /** host directories of the image's layers, top layer first (overlay lowerdir order) */
+  layerDirs(image: Image): string[];
+}
+
+/**
+ * The connection to one sandbox's agent. Its protocol is owned by packages/agent (the client there implements
+ * it); services and routes depend on this type, not on how it is implemented.
+ */
+export type AgentConnection = AgentClient;
+export type AgentConnector = (socketPath: string) => AgentConnection;

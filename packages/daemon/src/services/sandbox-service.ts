@@ -1,0 +1,372 @@
+import { mkdir, rm } from 'node:fs/promises';
+import { availableParallelism, totalmem } from 'node:os';
+import {
+  type CreateSandboxRequest,
+  DenError,
+  isSandboxId,
+  isSandboxName,
+  LIMITS,
+  newSandboxId,
+  SANDBOX_NAME_HINT,
+  type Sandbox,
+  type SandboxState,
+} from '@den/shared';
+import type { DenPaths } from '../paths.js';
+import { KeyedMutex } from './keyed-mutex.js';
+import type {
+  AgentConnection,
+  AgentConnector,
+  ImageCatalog,
+  RootfsManager,
+  Runtime,
+  RuntimeName,
+  SandboxRecord,
+  SandboxStore,
+} from './ports.js';
+
+export interface Logger {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
+
+export interface SandboxServiceDeps {
+  store: SandboxStore;
+  runtimes: Partial<Record<RuntimeName, Runtime>>;
+  rootfs: RootfsManager;
+  images: ImageCatalog;
+  connectAgent: AgentConnector;
+  paths: DenPaths;
+  /** the directory mounted at /.den (built once per daemon start) */
+  agentRootDir: string;
+  defaultRuntime: RuntimeName;
+  log: Logger;
+}
+
+/** How long a fresh container's agent has to answer before the start counts as failed. */
+const AGENT_READY_TIMEOUT_MS = 20_000;
+/** Grace period between SIGTERM and SIGKILL when stopping (the agent forwards SIGTERM to every process). */
+const STOP_GRACE_MS = 3_000;
+
+/**
+ * Sandbox lifecycle. The database holds the desired state; every step that changes the machine is idempotent,
+ * so `converge()` can always be re-run: after an error, a daemon crash in the middle of a create, or a restart.
+ */
+export class SandboxService {
+  private readonly locks = new KeyedMutex();
+  private readonly agents = new Map<string, AgentConnection>();
+
+  constructor(private readonly deps: SandboxServiceDeps) {}
+
+  // ---- queries ----
+
+  /** Finds a sandbox by id or name. */
+  async resolve(ref: string): Promise<SandboxRecord> {
+    const rec =
+      (isSandboxId(ref) ? await this.deps.store.get(ref) : undefined) ?? (await this.deps.store.getByName(ref));
+    if (!rec || rec.desiredState === 'deleted') {
+      throw new DenError('SANDBOX_NOT_FOUND', `no sandbox "${ref}": list sandboxes with \`den ls\``, { ref });
+    }
+    return rec;
+  }
+
+  async list(filter: { state?: SandboxState } = {}): Promise<SandboxRecord[]> {
+    return (await this.deps.store.list(filter)).filter((r) => r.desiredState !== 'deleted');
+  }
+
+  async counts(): Promise<Record<string, number>> {
+    return this.deps.store.countByState();
+  }
+
+  /** The agent of a running sandbox; a clear error naming the fix otherwise. */
+  async agentFor(ref: string): Promise<AgentConnection> {
+    const rec = await this.resolve(ref);
+    if (rec.state !== 'running') {
+      const label = rec.name ?? rec.id;
+      const hint = rec.state === 'stopped' ? `: start it with \`den start ${label}\`` : '; try again in a moment';
+      throw new DenError('SANDBOX_NOT_RUNNING', `sandbox ${label} is ${rec.state}${hint}`, { state: rec.state });
+    }
+    return this.agent(rec.id);
+  }
+
+  // ---- commands ----
+
+  async create(req: CreateSandboxRequest): Promise<SandboxRecord> {
+    const runtime = req.runtime ?? this.deps.defaultRuntime;
+    this.runtimeFor(runtime);
+    const image = req.image ?? 'base';
+    await this.deps.images.get(image);
+    if (req.name !== undefined) this.checkName(req.name);
+    const cpus = req.cpus ?? LIMITS.cpus.default;
+    const memoryMB = req.memoryMB ?? LIMITS.memoryMB.default;
+    this.checkHostCapacity(cpus, memoryMB);
+
+    const rec: SandboxRecord = {
+      id: newSandboxId(),
+      name: req.name ?? null,
+      image,
+      runtime,
+      state: 'creating',
+      desiredState: 'running',
+      cpus,
+      memoryMB,
+      diskMB: req.diskMB ?? LIMITS.diskMB.default,
+      pids: req.pids ?? LIMITS.pids.default,
+      env: req.env ?? {},
+      metadata: req.metadata ?? {},
+      createdAt: new Date().toISOString(),
+      startedAt: null,
+      lastError: null,
+    };
+    // The row goes in first: whatever exists on the machine for a sandbox always has a row, so a crash at any
+    // later point is finished (or cleaned up) by reconcile.
+    await this.deps.store.insert(rec);
+    return this.locks.run(rec.id, async () => {
+      try {
+        return await this.ensureRunning(rec);
+      } catch (err) {
+        // A create that fails leaves nothing behind: no container, mount, loop device, directory or row.
+        this.deps.log.warn({ sandbox: rec.id, err: String(err) }, 'create failed; rolling back');
+        await this.ensureDeleted(rec).catch((cleanupErr: unknown) =>
+          this.deps.log.error({ sandbox: rec.id, err: String(cleanupErr) }, 'rollback after failed create failed'),
+        );
+        throw err;
+      }
+    });
+  }
+
+  async start(ref: string): Promise<SandboxRecord> {
+    const rec = await this.resolve(ref);
+    return this.locks.run(rec.id, async () => {
+      const current = await this.resolve(rec.id);
+      await this.deps.store.update(rec.id, { desiredState: 'running' });
+      if (current.state === 'running') return current;
+      return this.ensureRunning(current);
+    });
+  }
+
+  async stop(ref: string): Promise<SandboxRecord> {
+    const rec = await this.resolve(ref);
+    return this.locks.run(rec.id, async () => {
+      await this.deps.store.update(rec.id, { desiredState: 'stopped' });
+      return this.ensureStopped(await this.resolve(rec.id));
+    });
+  }
+
+  async restart(ref: string): Promise<SandboxRecord> {
+    const rec = await this.resolve(ref);
+    return this.locks.run(rec.id, async () => {
+      await this.deps.store.update(rec.id, { desiredState: 'running' });
+      const stopped = await this.ensureStopped(await this.resolve(rec.id));
+      return this.ensureRunning(stopped);
+    });
+  }
+
+  async remove(ref: string): Promise<void> {
+    const rec = await this.resolve(ref);
+    await this.locks.run(rec.id, async () => {
+      await this.deps.store.update(rec.id, { desiredState: 'deleted', state: 'deleting' });
+      await this.ensureDeleted(rec);
+    });
+  }
+
+  // ---- reconcile ----
+
+  /**
+   * Brings the machine in line with the database: run at daemon start (after a crash or restart) and
+   * periodically. Running sandboxes whose container is alive are re-attached, half-created ones are finished,
+   * half-deleted ones are removed, and containers or directories with no row are removed.
+   */
+  async reconcileAll(opts: { removeStrays: boolean }): Promise<void> {
+    const records = await this.deps.store.list();
+    const known = new Set(records.map((r) => r.id));
+    await Promise.all(records.map((rec) => this.reconcileOne(rec.id)));
+    if (!opts.removeStrays) return;
+    for (const rt of Object.values(this.deps.runtimes)) {
+      const containers = await rt.list().catch(() => []);
+      for (const c of containers) {
+        if (!known.has(c.id)) {
+          this.deps.log.warn({ container: c.id, runtime: rt.name }, 'removing a container no sandbox owns');
+          await rt
+            .delete(c.id)
+            .catch((err: unknown) => this.deps.log.error({ err: String(err) }, 'stray delete failed'));
+        }
+      }
+    }
+    for (const id of await this.deps.rootfs.listOnDisk()) {
+      if (!known.has(id)) {
+        this.deps.log.warn({ sandbox: id }, 'removing a sandbox directory no sandbox owns');
+        await this.deps.rootfs.destroy(id);
+        await rm(this.deps.paths.sandbox(id).dir, { recursive: true, force: true });
+      }
+    }
+  }
+
+  /** Converges one sandbox toward its desired state unless a lifecycle operation is already running on it. */
+  async reconcileOne(id: string): Promise<void> {
+    if (this.locks.isBusy(id)) return;
+    await this.locks.run(id, async () => {
+      const rec = await this.deps.store.get(id);
+      if (!rec) return;
+      try {
+        if (rec.desiredState === 'deleted') await this.ensureDeleted(rec);
+        else if (rec.desiredState === 'stopped') {
+          if (rec.state !== 'stopped') await this.ensureStopped(rec);
+        } else if (!(await this.isHealthy(rec))) {
+          this.deps.log.warn({ sandbox: id, state: rec.state }, 'sandbox is not running as desired; starting it');
+          await this.ensureRunning(rec);
+        }
+      } catch (err) {
+        this.deps.log.error({ sandbox: id, err: String(err) }, 'reconcile failed');
+        await this.deps.store.update(id, { state: 'error', lastError: (err as Error).message });
+      }
+    });
+  }
+
+  async shutdown(): Promise<void> {
+    for (const agent of this.agents.values()) agent.close();
+    this.agents.clear();
+  }
+
+  // ---- steps (idempotent) ----
+
+  private async isHealthy(rec: SandboxRecord): Promise<boolean> {
+    const st = await this.runtimeFor(rec.runtime).state(rec.id);
+    if (st?.status !== 'running') return false;
+    try {
+      await this.agent(rec.id).waitReady(2_000);
+      if (rec.state !== 'running') await this.deps.store.update(rec.id, { state: 'running', lastError: null });
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  private async ensureRunning(rec: SandboxRecord): Promise<SandboxRecord> {
+    const { rootfs, images, paths } = this.deps;
+    const rt = this.runtimeFor(rec.runtime);
+    const p = paths.sandbox(rec.id);
+    if (rec.state !== 'creating') await this.deps.store.update(rec.id, { state: 'starting' });
+    const image = await images.get(rec.image);
+    await mkdir(p.dir, { recursive: true });
+    await rootfs.ensureDisk(rec.id, rec.diskMB);
+    const rootfsDir = await rootfs.mount(rec.id, images.layerDirs(image));
+    this.dropAgent(rec.id);
+    await rt.delete(rec.id);
+    await rm(p.agentSocket, { force: true });
+    await mkdir(p.socketDir, { recursive: true });
+    const sandboxEnv = {
+      ...Object.fromEntries(image.env.map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)])),
+      ...rec.env,
+    };
+    await rt.run({
+      id: rec.id,
+      rootfsDir,
+      bundleDir: p.bundle,
+      agentRootDir: this.deps.agentRootDir,
+      socketDir: p.socketDir,
+      logFile: p.logFile,
+      hostname: rec.name ?? rec.id,
+      env: { DEN_DEFAULT_USER: image.user, DEN_SANDBOX_ENV: JSON.stringify(sandboxEnv) },
+      cpus: rec.cpus,
+      memoryMB: rec.memoryMB,
+      pids: rec.pids,
+    });
+    await this.agent(rec.id).waitReady(AGENT_READY_TIMEOUT_MS);
+    const updated = await this.deps.store.update(rec.id, {
+      state: 'running',
+      startedAt: new Date().toISOString(),
+      lastError: null,
+    });
+    return updated!;
+  }
+
+  private async ensureStopped(rec: SandboxRecord): Promise<SandboxRecord> {
+    const rt = this.runtimeFor(rec.runtime);
+    await this.deps.store.update(rec.id, { state: 'stopping' });
+    this.dropAgent(rec.id);
+    const st = await rt.state(rec.id);
+    if (st?.status === 'running') {
+      // SIGTERM reaches tini, which forwards it to the agent; the agent ends its processes and exits.
+      await rt.kill(rec.id, 'SIGTERM');
+      const deadline = Date.now() + STOP_GRACE_MS;
+      while (Date.now() < deadline && (await rt.state(rec.id))?.status === 'running') await sleep(50);
+    }
+    await rt.delete(rec.id);
+    await this.deps.rootfs.unmount(rec.id);
+    return (await this.deps.store.update(rec.id, { state: 'stopped' }))!;
+  }
+
+  private async ensureDeleted(rec: SandboxRecord): Promise<void> {
+    this.dropAgent(rec.id);
+    const rt = this.deps.runtimes[rec.runtime];
+    if (rt) await rt.delete(rec.id);
+    await this.deps.rootfs.destroy(rec.id);
+    await rm(this.deps.paths.sandbox(rec.id).dir, { recursive: true, force: true });
+    await this.deps.store.delete(rec.id);
+  }
+
+  // ---- helpers ----
+
+  private agent(id: string): AgentConnection {
+    let agent = this.agents.get(id);
+    if (!agent) {
+      agent = this.deps.connectAgent(this.deps.paths.sandbox(id).agentSocket);
+      this.agents.set(id, agent);
+    }
+    return agent;
+  }
+
+  private dropAgent(id: string): void {
+    this.agents.get(id)?.close();
+    this.agents.delete(id);
+  }
+
+  private runtimeFor(name: RuntimeName): Runtime {
+    const rt = this.deps.runtimes[name];
+    if (!rt) {
+      const available = Object.keys(this.deps.runtimes).join(', ') || 'none';
+      throw new DenError(
+        'RUNTIME_UNAVAILABLE',
+        `runtime "${name}" is not available on this machine (available: ${available})`,
+      );
+    }
+    return rt;
+  }
+
+  private checkName(name: string): void {
+    if (!isSandboxName(name))
+      throw new DenError('INVALID_ARGUMENT', `name "${name}" is not valid: ${SANDBOX_NAME_HINT}`);
+    if (isSandboxId(name)) {
+      throw new DenError(
+        'INVALID_ARGUMENT',
+        `name "${name}" looks like a sandbox id: add a hyphen or change its length`,
+      );
+    }
+  }
+
+  private checkHostCapacity(cpus: number, memoryMB: number): void {
+    const cores = availableParallelism();
+    if (cpus > cores) {
+      throw new DenError(
+        'INVALID_ARGUMENT',
+        `cpus ${cpus} is more than this machine's ${cores} cores: use --cpus ${cores} or less`,
+      );
+    }
+    const hostMB = Math.floor(totalmem() / 1024 / 1024);
+    if (memoryMB > hostMB) {
+      throw new DenError(
+        'INVALID_ARGUMENT',
+        `memory ${memoryMB} MB is more than this machine's ${hostMB} MB: use a smaller --memory`,
+      );
+    }
+  }
+}
+
+export function toSandbox(rec: SandboxRecord): Sandbox {
+  return { ...rec, network: 'none' };
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

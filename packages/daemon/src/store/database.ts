@@ -1,0 +1,93 @@
+import SQLite from 'better-sqlite3';
+import {
+  type Generated,
+  Kysely,
+  type Migration,
+  type MigrationProvider,
+  Migrator,
+  PostgresDialect,
+  SqliteDialect,
+} from 'kysely';
+import pg from 'pg';
+import { migrations } from './migrations.js';
+
+/** Row shapes. JSON columns are text (portable across SQLite and PostgreSQL); times are ISO-8601 text. */
+export interface SandboxesTable {
+  id: string;
+  name: string | null;
+  image: string;
+  runtime: string;
+  state: string;
+  desired_state: string;
+  cpus: number;
+  memory_mb: number;
+  disk_mb: number;
+  pids: number;
+  env_json: string;
+  metadata_json: string;
+  created_at: string;
+  started_at: string | null;
+  last_error: string | null;
+  updated_at: string;
+  /** bumped on every update: lets the reconcile loop notice concurrent changes */
+  version: Generated<number>;
+}
+
+export interface Database {
+  sandboxes: SandboxesTable;
+}
+
+export type DenDb = Kysely<Database>;
+
+export interface OpenedDatabase {
+  db: DenDb;
+  dialect: 'sqlite' | 'postgres';
+  /** for `den status`: which database this daemon uses */
+  description: string;
+}
+
+class StaticProvider implements MigrationProvider {
+  async getMigrations(): Promise<Record<string, Migration>> {
+    return migrations;
+  }
+}
+
+/** Opens SQLite (a file) or PostgreSQL (a URL) and brings the schema up to date. */
+export async function openDatabase(opts: {
+  sqlitePath: string;
+  postgresUrl?: string | undefined;
+}): Promise<OpenedDatabase> {
+  let opened: OpenedDatabase;
+  if (opts.postgresUrl) {
+    const pool = new pg.Pool({ connectionString: opts.postgresUrl, max: 10 });
+    opened = {
+      db: new Kysely<Database>({ dialect: new PostgresDialect({ pool }) }),
+      dialect: 'postgres',
+      description: `postgres ${new URL(opts.postgresUrl).host}`,
+    };
+  } else {
+    const sqlite = new SQLite(opts.sqlitePath);
+    // WAL: readers do not block the writer; synchronous=NORMAL is durable across process crashes in WAL mode.
+    sqlite.pragma('journal_mode = WAL');
+    sqlite.pragma('synchronous = NORMAL');
+    sqlite.pragma('busy_timeout = 5000');
+    opened = {
+      db: new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) }),
+      dialect: 'sqlite',
+      description: `sqlite ${opts.sqlitePath}`,
+    };
+  }
+  const { error, results } = await new Migrator({ db: opened.db, provider: new StaticProvider() }).migrateToLatest();
+  if (error) {
+    await opened.db.destroy();
+    const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? 'unknown';
+    throw new Error(`database migration ${failed} failed: ${(error as Error).message}`);
+  }
+  return opened;
+}
+
+/** True when the error is a unique-constraint violation in either dialect. */
+export function isUniqueViolation(err: unknown): boolean {
+  const e = err as { code?: string };
+  return e?.code === 'SQLITE_CONSTRAINT_UNIQUE' || e?.code === '23505';
+}

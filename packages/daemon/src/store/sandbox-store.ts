@@ -1,0 +1,108 @@
+import { DenError } from '@den/shared';
+import type { Selectable } from 'kysely';
+import type { RuntimeName, SandboxRecord, SandboxState, SandboxStore } from '../services/ports.js';
+import { type DenDb, isUniqueViolation, type SandboxesTable } from './database.js';
+
+function toRecord(row: Selectable<SandboxesTable>): SandboxRecord {
+  return {
+    id: row.id,
+    name: row.name,
+    image: row.image,
+    runtime: row.runtime as RuntimeName,
+    state: row.state as SandboxState,
+    desiredState: row.desired_state as SandboxRecord['desiredState'],
+    cpus: Number(row.cpus),
+    memoryMB: Number(row.memory_mb),
+    diskMB: Number(row.disk_mb),
+    pids: Number(row.pids),
+    env: JSON.parse(row.env_json) as Record<string, string>,
+    metadata: JSON.parse(row.metadata_json) as Record<string, string>,
+    createdAt: row.created_at,
+    startedAt: row.started_at,
+    lastError: row.last_error,
+  };
+}
+
+type Columns = Omit<SandboxesTable, 'version' | 'id' | 'created_at'>;
+
+function toColumns(patch: Partial<SandboxRecord>): Partial<Columns> {
+  const out: Partial<Columns> = {};
+  if (patch.name !== undefined) out.name = patch.name;
+  if (patch.image !== undefined) out.image = patch.image;
+  if (patch.runtime !== undefined) out.runtime = patch.runtime;
+  if (patch.state !== undefined) out.state = patch.state;
+  if (patch.desiredState !== undefined) out.desired_state = patch.desiredState;
+  if (patch.cpus !== undefined) out.cpus = patch.cpus;
+  if (patch.memoryMB !== undefined) out.memory_mb = patch.memoryMB;
+  if (patch.diskMB !== undefined) out.disk_mb = patch.diskMB;
+  if (patch.pids !== undefined) out.pids = patch.pids;
+  if (patch.env !== undefined) out.env_json = JSON.stringify(patch.env);
+  if (patch.metadata !== undefined) out.metadata_json = JSON.stringify(patch.metadata);
+  if (patch.startedAt !== undefined) out.started_at = patch.startedAt;
+  if (patch.lastError !== undefined) out.last_error = patch.lastError;
+  return out;
+}
+
+export class KyselySandboxStore implements SandboxStore {
+  constructor(private readonly db: DenDb) {}
+
+  async insert(r: SandboxRecord): Promise<void> {
+    try {
+      await this.db
+        .insertInto('sandboxes')
+        .values({
+          ...(toColumns(r) as Columns),
+          id: r.id,
+          created_at: r.createdAt,
+          updated_at: new Date().toISOString(),
+        })
+        .execute();
+    } catch (err) {
+      if (isUniqueViolation(err)) {
+        throw new DenError('NAME_TAKEN', `a sandbox named "${r.name}" already exists: choose another --name`);
+      }
+      throw err;
+    }
+  }
+
+  async get(id: string): Promise<SandboxRecord | undefined> {
+    const row = await this.db.selectFrom('sandboxes').selectAll().where('id', '=', id).executeTakeFirst();
+    return row && toRecord(row);
+  }
+
+  async getByName(name: string): Promise<SandboxRecord | undefined> {
+    const row = await this.db.selectFrom('sandboxes').selectAll().where('name', '=', name).executeTakeFirst();
+    return row && toRecord(row);
+  }
+
+  async list(filter: { state?: SandboxState } = {}): Promise<SandboxRecord[]> {
+    let q = this.db.selectFrom('sandboxes').selectAll().orderBy('created_at').orderBy('id');
+    if (filter.state) q = q.where('state', '=', filter.state);
+    return (await q.execute()).map(toRecord);
+  }
+
+  async update(
+    id: string,
+    patch: Partial<Omit<SandboxRecord, 'id' | 'createdAt'>>,
+  ): Promise<SandboxRecord | undefined> {
+    await this.db
+      .updateTable('sandboxes')
+      .set((eb) => ({ ...toColumns(patch), updated_at: new Date().toISOString(), version: eb('version', '+', 1) }))
+      .where('id', '=', id)
+      .execute();
+    return this.get(id);
+  }
+
+  async delete(id: string): Promise<void> {
+    await this.db.deleteFrom('sandboxes').where('id', '=', id).execute();
+  }
+
+  async countByState(): Promise<Record<string, number>> {
+    const rows = await this.db
+      .selectFrom('sandboxes')
+      .select(['state', (eb) => eb.fn.countAll<string | number>().as('n')])
+      .groupBy('state')
+      .execute();
+    return Object.fromEntries(rows.map((r) => [r.state, Number(r.n)]));
+  }
+}

@@ -1,0 +1,90 @@
+import { mkdir } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { AgentClient } from '@den/agent/client';
+import type { FastifyInstance } from 'fastify';
+import type { Logger as PinoLogger } from 'pino';
+import { createApp } from './api/app.js';
+import type { DaemonConfig } from './config.js';
+import { denPaths } from './paths.js';
+import { ensureAgentRoot } from './runtime/agent-root.js';
+import { RuncRuntime } from './runtime/runc.js';
+import { RunscRuntime } from './runtime/runsc.js';
+import type { Runtime, RuntimeName } from './services/ports.js';
+import { SandboxService } from './services/sandbox-service.js';
+import { StatusService } from './services/status-service.js';
+import { ImageStore } from './storage/image-store.js';
+import { LoopOverlayRootfs } from './storage/rootfs.js';
+import { openDatabase } from './store/database.js';
+import { KyselySandboxStore } from './store/sandbox-store.js';
+
+/** The repository root: the agent root is built from the compiled agent and shared packages in it. */
+const REPO_ROOT = fileURLToPath(new URL('../../../../', import.meta.url));
+
+export interface Daemon {
+  app: FastifyInstance;
+  sandboxes: SandboxService;
+  /** stops timers and closes connections and the database; sandboxes keep running */
+  close(): Promise<void>;
+}
+
+/** The composition root: builds every adapter and service from the config. No DI framework. */
+export async function wire(config: DaemonConfig, log: PinoLogger): Promise<Daemon> {
+  const paths = denPaths(config.home, config.store);
+  await mkdir(paths.sandboxesDir, { recursive: true });
+  const database = await openDatabase({ sqlitePath: paths.database, postgresUrl: config.databaseUrl });
+
+  const candidates: { name: RuntimeName; runtime: Runtime }[] = [
+    { name: 'runsc', runtime: new RunscRuntime({ binary: config.runscPath, root: paths.runtimeRoot('runsc') }) },
+    { name: 'runc', runtime: new RuncRuntime({ binary: config.runcPath, root: paths.runtimeRoot('runc') }) },
+  ];
+  const probed = await Promise.all(
+    candidates.map(async (c) => {
+      try {
+        return { ...c, version: await c.runtime.version(), ok: true };
+      } catch {
+        return { ...c, version: null, ok: false };
+      }
+    }),
+  );
+  const runtimes: Partial<Record<RuntimeName, Runtime>> = {};
+  for (const p of probed) if (p.ok) runtimes[p.name] = p.runtime;
+
+  const images = new ImageStore(config.store);
+  const sandboxes = new SandboxService({
+    store: new KyselySandboxStore(database.db),
+    runtimes,
+    rootfs: new LoopOverlayRootfs(paths),
+    images,
+    connectAgent: (socketPath) => new AgentClient(socketPath),
+    paths,
+    agentRootDir: await ensureAgentRoot(paths.agentRootsDir, REPO_ROOT),
+    defaultRuntime: config.defaultRuntime,
+    log,
+  });
+  const status = new StatusService({
+    sandboxes,
+    images,
+    runtimes: probed.map((p) => ({ name: p.name, runtime: p.ok ? p.runtime : undefined, version: p.version })),
+    database: database.description,
+  });
+  const app = await createApp({ sandboxes, status }, { logger: log });
+
+  await sandboxes.reconcileAll({ removeStrays: true });
+  const timer = setInterval(() => {
+    void sandboxes
+      .reconcileAll({ removeStrays: false })
+      .catch((err: unknown) => app.log.error({ err }, 'reconcile failed'));
+  }, config.reconcileIntervalMs);
+  timer.unref();
+
+  return {
+    app,
+    sandboxes,
+    async close() {
+      clearInterval(timer);
+      await app.close();
+      await sandboxes.shutdown();
+      await database.db.destroy();
+    },
+  };
+}

@@ -1,0 +1,74 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { DenError, newSandboxId } from '@den/shared';
+import type { SandboxRecord, SandboxStore } from '../../src/services/ports.js';
+
+/** One suite for every SandboxStore implementation (SQLite and PostgreSQL behind Kysely). */
+export function sandboxStoreSuite(name: string, open: () => Promise<{ store: SandboxStore; close(): Promise<void> }>) {
+  describe(`SandboxStore on ${name}`, () => {
+    let store: SandboxStore;
+    let close: () => Promise<void>;
+    before(async () => {
+      ({ store, close } = await open());
+    });
+    after(async () => close?.());
+
+    const record = (over: Partial<SandboxRecord> = {}): SandboxRecord => ({
+      id: newSandboxId(),
+      name: null,
+      image: 'base',
+      runtime: 'runsc',
+      state: 'creating',
+      desiredState: 'running',
+      cpus: 1.5,
+      memoryMB: 512,
+      diskMB: 1024,
+      pids: 100,
+      env: { A: '1', B_2: 'x y' },
+      metadata: { team: 'x' },
+      createdAt: new Date().toISOString(),
+      startedAt: null,
+      lastError: null,
+      ...over,
+    });
+
+    test('insert, get, get by name round-trip every field', async () => {
+      const r = record({ name: `n-${Date.now()}` });
+      await store.insert(r);
+      assert.deepEqual(await store.get(r.id), r);
+      assert.deepEqual(await store.getByName(r.name!), r);
+      assert.equal(await store.get(newSandboxId()), undefined);
+    });
+
+    test('a taken name is NAME_TAKEN; unnamed sandboxes do not collide', async () => {
+      const name = `dup-${Date.now()}`;
+      await store.insert(record({ name }));
+      await assert.rejects(
+        store.insert(record({ name })),
+        (err: unknown) => err instanceof DenError && err.code === 'NAME_TAKEN',
+      );
+      await store.insert(record());
+      await store.insert(record());
+    });
+
+    test('update patches only the given fields', async () => {
+      const r = record();
+      await store.insert(r);
+      const updated = await store.update(r.id, { state: 'running', startedAt: '2026-01-01T00:00:00.000Z' });
+      assert.deepEqual(updated, { ...r, state: 'running', startedAt: '2026-01-01T00:00:00.000Z' });
+      assert.equal(await store.update(newSandboxId(), { state: 'running' }), undefined);
+    });
+
+    test('list filters by state, counts group by state, delete removes', async () => {
+      const r = record({ state: 'stopped' });
+      await store.insert(r);
+      const stopped = await store.list({ state: 'stopped' });
+      assert.ok(stopped.some((s) => s.id === r.id));
+      assert.ok(stopped.every((s) => s.state === 'stopped'));
+      const counts = await store.countByState();
+      assert.ok((counts.stopped ?? 0) >= 1);
+      await store.delete(r.id);
+      assert.equal(await store.get(r.id), undefined);
+    });
+  });
+}

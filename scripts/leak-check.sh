@@ -4,8 +4,8 @@
 set -uo pipefail
 RUNSC=${DEN_RUNSC:-/var/lib/den/tools/runsc/usr/bin/runsc}
 left=()
-command -v runc >/dev/null && n=$(runc list -q 2>/dev/null | grep -c .) && ((n > 0)) && left+=("$n runc container(s) in the default root")
-[[ -x $RUNSC ]] && n=$($RUNSC list -q 2>/dev/null | grep -c .) && ((n > 0)) && left+=("$n runsc container(s) in the default root")
+command -v runc >/dev/null && n=$(runc list --quiet 2>/dev/null | grep -c .) && ((n > 0)) && left+=("$n runc container(s) in the default root")
+[[ -x $RUNSC ]] && n=$($RUNSC list --quiet 2>/dev/null | grep -c .) && ((n > 0)) && left+=("$n runsc container(s) in the default root")
 n=$(grep -c ' overlay ' /proc/mounts); ((n > 0)) && left+=("$n overlay mount(s)")
 n=$(grep -c '/sandboxes/' /proc/mounts); ((n > 0)) && left+=("$n sandbox mount(s)")
 n=$(losetup -a 2>/dev/null | grep -c .); ((n > 0)) && left+=("$n loop device(s): $(losetup -a | head -3 | tr '\n' ' ')")

@@ -86,3 +86,32 @@ export async function destroyDaemon(d: TestDaemon): Promise<void> {
     await rm(d.home, { recursive: true, force: true });
   }
 }
+
+/** Polls `check` until it is true; fails with `what` after the timeout. */
+export async function waitFor(
+  check: () => boolean | Promise<boolean>,
+  what: string,
+  timeoutMs = 10_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** POSTs/GETs JSON to the daemon and returns status + parsed body, for tests of raw API errors. */
+export async function api(
+  daemon: { url: string },
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<{ status: number; body: Record<string, unknown> }> {
+  const res = await fetch(`${daemon.url}${path}`, {
+    method,
+    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  return { status: res.status, body: text ? (JSON.parse(text) as Record<string, unknown>) : {} };
+}

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 
 /**
  * What a daemon home has on the machine right now: mounts under it, loop devices backed by its files, and
@@ -20,12 +20,11 @@ export function leftovers(home: string): string[] {
     [runsc, 'runsc'],
     ['runc', 'runc'],
   ] as const) {
-    try {
-      const ids = execFileSync(bin, ['--root', `${home}/run/${name}`, 'list', '-q'], { encoding: 'utf8' }).trim();
-      if (ids) out.push(`${name} containers: ${ids.replace(/\n/g, ' ')}`);
-    } catch {
-      // no state root yet: nothing was created with this runtime
-    }
+    const root = `${home}/run/${name}`;
+    // No state root: nothing was ever created with this runtime. Otherwise `list` must work and be empty.
+    if (!existsSync(root)) continue;
+    const ids = execFileSync(bin, ['--root', root, 'list', '--quiet'], { encoding: 'utf8' }).trim();
+    if (ids) out.push(`${name} containers: ${ids.replace(/\n/g, ' ')}`);
   }
   return out;
 }

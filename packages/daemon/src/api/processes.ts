@@ -17,6 +17,7 @@ import { Type } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import type { FastifyInstance } from 'fastify';
 import type { WebSocket } from 'ws';
+import type { AgentConnection } from '../services/ports.js';
 import type { ApiDeps } from './app.js';
 import { validationMessage } from './errors.js';
 
@@ -29,21 +30,17 @@ const RefPidParams = Type.Object({
 const errors = { 204: Type.Null(), 400: ErrorResponse, 404: ErrorResponse, 409: ErrorResponse };
 const execSpecCheck = TypeCompiler.Compile(ExecRequest);
 
-/** The part of an agent process handle the routes need: its stream of frames and a way to send frames in. */
-interface ProcessHandle {
-  stream: Readable & { close?: (code?: number) => void; destroy(err?: Error): void };
-  send(type: number, payload?: Uint8Array | string): void;
-}
+type ProcessHandle = Awaited<ReturnType<AgentConnection['openProcess']>>;
 
 export function processRoutes(app: FastifyInstance, { sandboxes }: ApiDeps): void {
   // Streamed exec without stdin: the agent's frame stream is relayed to the HTTP response as it is.
   app.post('/v1/sandboxes/:ref/exec', { schema: { body: ExecRequest, response: errors } }, async (req, reply) => {
     const agent = await sandboxes.agentFor((req.params as Ref).ref);
-    const handle = agent.openProcess(req.body as ProcessSpec) as unknown as ProcessHandle;
-    handle.send(FrameType.STDIN_EOF);
+    const handle = await agent.openProcess(req.body as ProcessSpec);
+    handle.end();
     // A client that goes away must not leave a foreground process running: resetting the agent stream makes
     // the agent kill it.
-    reply.raw.on('close', () => handle.stream.destroy());
+    reply.raw.on('close', () => handle.close());
     return reply.header('content-type', FRAMES_CONTENT_TYPE).send(handle.stream);
   });
 
@@ -64,7 +61,7 @@ export function processRoutes(app: FastifyInstance, { sandboxes }: ApiDeps): voi
         throw new DenError('INVALID_ARGUMENT', validationMessage('spec', issues));
       }
       const agent = await sandboxes.agentFor(ref);
-      return agent.openProcess(spec as ProcessSpec) as unknown as ProcessHandle;
+      return agent.openProcess(spec as ProcessSpec);
     });
   });
 
@@ -75,7 +72,7 @@ export function processRoutes(app: FastifyInstance, { sandboxes }: ApiDeps): voi
       if (!Number.isInteger(n) || n < 1)
         throw new DenError('INVALID_ARGUMENT', `pid "${pid}" must be a positive integer`);
       const agent = await sandboxes.agentFor(ref);
-      return agent.connectProcess(n) as unknown as ProcessHandle;
+      return agent.connectProcess(n);
     })();
     attachWebSocket(socket, undefined, handlePromise);
   });
@@ -159,7 +156,7 @@ function attachWebSocket(
   socket.on('close', () => {
     ended = true;
     void handle?.then(
-      (h) => h.stream.destroy(),
+      (h) => h.close(),
       () => undefined,
     );
   });

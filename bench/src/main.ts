@@ -1,0 +1,171 @@
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { destroyDaemon, REPO_ROOT, startDaemon } from '@den/e2e';
+import { Sandbox } from '@den/sdk';
+import { idlePssPerSandboxMiB } from './memory.js';
+import { RawRuntime } from './raw.js';
+import { type Summary, sample, summarize, timeIt } from './stats.js';
+
+/**
+ * `npm run bench`: den's figures beside the raw runtime's, measured in the same run on the same machine, for
+ * runsc and runc. Writes bench/results/latest.json. Sample counts are small enough for a 2-core machine
+ * (DEN_BENCH_N scales them).
+ */
+const SCALE = Number(process.env.DEN_BENCH_N ?? 1);
+const N = {
+  lifecycle: Math.round(10 * SCALE),
+  exec: Math.round(100 * SCALE),
+  small: Math.round(20 * SCALE),
+  big: 3,
+  idle: 5,
+};
+const RUNSC = process.env.DEN_RUNSC ?? '/var/lib/den/tools/runsc/usr/bin/runsc';
+const MiB = 1024 * 1024;
+
+interface Row {
+  metric: string;
+  unit: string;
+  den: Summary | number;
+  raw: Summary | number;
+  target?: string;
+}
+
+async function baseLayerDir(): Promise<string> {
+  const manifest = JSON.parse(await readFile('/var/lib/den/store/images/base.json', 'utf8')) as { layers: string[] };
+  return join('/var/lib/den/store/layers/sha256', manifest.layers[0]!.replace('sha256:', ''));
+}
+
+async function benchRuntime(runtime: 'runsc' | 'runc', url: string, rootfs: string): Promise<Row[]> {
+  const rows: Row[] = [];
+  const payload1 = Buffer.alloc(MiB, 1);
+  const payload100 = Buffer.alloc(100 * MiB, 2);
+  const raw = await RawRuntime.create(runtime, runtime === 'runsc' ? RUNSC : 'runc', rootfs);
+  try {
+    // Lifecycle: create -> first exec, stop, delete.
+    const den = { cfe: [] as number[], stop: [] as number[], del: [] as number[] };
+    for (let i = 0; i < N.lifecycle; i++) {
+      let sbx!: Sandbox;
+      den.cfe.push(
+        await timeIt(async () => {
+          sbx = await Sandbox.create({ url, runtime, memoryMB: 512 });
+          await sbx.commands.run(['true']);
+        }),
+      );
+      den.stop.push(await timeIt(() => sbx.stop()));
+      await sbx.start();
+      den.del.push(await timeIt(() => sbx.kill()));
+    }
+    const rawT = { cfe: [] as number[], stop: [] as number[], del: [] as number[] };
+    for (let i = 0; i < N.lifecycle; i++) {
+      const id = `raw${runtime}${String(i).padStart(4, '0')}`;
+      rawT.cfe.push(
+        await timeIt(async () => {
+          await raw.start(id);
+          await raw.exec(id, ['true']);
+        }),
+      );
+      rawT.stop.push(await timeIt(() => raw.stop(id)));
+      rawT.del.push(await timeIt(() => raw.delete(id)));
+    }
+    const target = runtime === 'runsc' ? 'den p50 <= 400 ms' : 'den p50 <= 150 ms';
+    rows.push({
+      metric: 'create to first exec',
+      unit: 'ms',
+      den: summarize(den.cfe),
+      raw: summarize(rawT.cfe),
+      target,
+    });
+    rows.push({ metric: 'stop', unit: 'ms', den: summarize(den.stop), raw: summarize(rawT.stop) });
+    rows.push({ metric: 'delete', unit: 'ms', den: summarize(den.del), raw: summarize(rawT.del) });
+
+    // Exec round trip and files, in one long-lived sandbox / raw container.
+    const sbx = await Sandbox.create({ url, runtime, memoryMB: 1024, diskMB: 2048 });
+    const rawId = `raw${runtime}exec0001`;
+    await raw.start(rawId);
+    try {
+      await sbx.commands.run(['true']);
+      const execDen = await sample(N.exec, () => sbx.commands.run(['true']));
+      const execRaw = await sample(Math.min(N.exec, 30), () => raw.exec(rawId, ['true']));
+      rows.push({
+        metric: 'exec round trip (true)',
+        unit: 'ms',
+        den: summarize(execDen),
+        raw: summarize(execRaw),
+        target: runtime === 'runsc' ? 'den p50 <= 5 ms' : undefined,
+      });
+      for (const [label, data, n] of [
+        ['file write+read 1 MiB', payload1, N.small],
+        ['file write+read 100 MiB', payload100, N.big],
+      ] as const) {
+        const d = await sample(n, async () => {
+          await sbx.files.write('/tmp/bench.bin', data);
+          const back = await sbx.files.read('/tmp/bench.bin', { format: 'bytes' });
+          if (back.length !== data.length) throw new Error(`read ${back.length} bytes, wrote ${data.length}`);
+        });
+        const r = await sample(n, async () => {
+          await raw.exec(rawId, ['sh', '-c', 'cat > /tmp/bench.bin'], data);
+          const back = await raw.exec(rawId, ['cat', '/tmp/bench.bin']);
+          if (back.length !== data.length) throw new Error(`raw read ${back.length} bytes`);
+        });
+        rows.push({ metric: label, unit: 'ms', den: summarize(d), raw: summarize(r) });
+      }
+    } finally {
+      await sbx.kill();
+      await raw.delete(rawId).catch(() => undefined);
+    }
+
+    // Idle memory per sandbox.
+    const idle: Sandbox[] = [];
+    const denPss = await idlePssPerSandboxMiB(N.idle, async () => {
+      idle.push(await Sandbox.create({ url, runtime, memoryMB: 512 }));
+    });
+    await Promise.all(idle.map((s) => s.kill()));
+    let k = 0;
+    const rawPss = await idlePssPerSandboxMiB(N.idle, () =>
+      raw.start(`raw${runtime}idle${String(k++).padStart(4, '0')}`),
+    );
+    rows.push({
+      metric: 'idle memory per sandbox (PSS)',
+      unit: 'MiB',
+      den: Number(denPss.toFixed(1)),
+      raw: Number(rawPss.toFixed(1)),
+      target: runtime === 'runsc' ? 'den <= 40 MiB' : undefined,
+    });
+  } finally {
+    await raw.cleanup();
+  }
+  return rows;
+}
+
+function fmt(v: Summary | number): string {
+  if (typeof v === 'number') return v.toFixed(1).padStart(8);
+  return `${v.p50.toFixed(1).padStart(8)} ${v.p95.toFixed(1).padStart(8)}`;
+}
+
+async function main(): Promise<void> {
+  const rootfs = await baseLayerDir();
+  const daemon = await startDaemon();
+  const results: Record<string, Row[]> = {};
+  try {
+    for (const runtime of ['runsc', 'runc'] as const) {
+      console.log(`\n== ${runtime} ==`);
+      results[runtime] = await benchRuntime(runtime, daemon.url, rootfs);
+      console.log(
+        `${'metric'.padEnd(32)} ${'unit'.padEnd(4)} ${'den p50'.padStart(8)} ${'den p95'.padStart(8)} ${'raw p50'.padStart(8)} ${'raw p95'.padStart(8)}  target`,
+      );
+      for (const r of results[runtime]!) {
+        console.log(`${r.metric.padEnd(32)} ${r.unit.padEnd(4)} ${fmt(r.den)} ${fmt(r.raw)}  ${r.target ?? ''}`);
+      }
+    }
+  } finally {
+    await destroyDaemon(daemon);
+  }
+  const out = join(REPO_ROOT, 'bench/results/latest.json');
+  await writeFile(out, `${JSON.stringify({ at: new Date().toISOString(), results }, null, 2)}\n`);
+  console.log(`\nwritten to ${out}`);
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});

@@ -1,0 +1,91 @@
+import { execFile, spawn } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+
+/**
+ * The raw baseline: the runtime binary driven directly (`create`/`start`/`exec`/`kill`/`delete`) on the base image's
+ * root, read-only with a tmpfs /tmp, running `sleep infinity`. No den, no agent, no overlay, no disk.
+ */
+export class RawRuntime {
+  private constructor(
+    readonly name: 'runsc' | 'runc',
+    private readonly binary: string,
+    private readonly dir: string,
+    private readonly rootfs: string,
+  ) {}
+
+  static async create(name: 'runsc' | 'runc', binary: string, rootfs: string): Promise<RawRuntime> {
+    const dir = await mkdtemp(join(tmpdir(), `den-bench-raw-${name}-`));
+    return new RawRuntime(name, binary, dir, rootfs);
+  }
+
+  private args(...rest: string[]): string[] {
+    const global = ['--root', join(this.dir, 'state')];
+    if (this.name === 'runsc') global.push('--network=none');
+    return [...global, ...rest];
+  }
+
+  private async bundle(id: string): Promise<string> {
+    const bundle = join(this.dir, id);
+    await mkdir(bundle, { recursive: true });
+    // `runc spec` writes the reference default spec; both runtimes accept it.
+    await run('runc', ['spec', '--bundle', bundle]);
+    const spec = JSON.parse(await readFile(join(bundle, 'config.json'), 'utf8'));
+    spec.process.terminal = false;
+    spec.process.args = ['sleep', 'infinity'];
+    spec.root = { path: this.rootfs, readonly: true };
+    spec.hostname = id;
+    spec.mounts.push({
+      destination: '/tmp',
+      type: 'tmpfs',
+      source: 'tmpfs',
+      options: ['nosuid', 'nodev', 'size=512m'],
+    });
+    await writeFile(join(bundle, 'config.json'), JSON.stringify(spec));
+    return bundle;
+  }
+
+  /** create + start, detached, stdio to /dev/null */
+  async start(id: string): Promise<void> {
+    const bundle = await this.bundle(id);
+    await run(this.binary, this.args('create', '--bundle', bundle, id), { timeout: 60_000 });
+    await run(this.binary, this.args('start', id), { timeout: 60_000 });
+  }
+
+  async exec(id: string, cmd: string[], stdin?: Buffer): Promise<Buffer> {
+    return new Promise((resolve, reject) => {
+      const child = spawn(this.binary, this.args('exec', id, ...cmd), { stdio: ['pipe', 'pipe', 'inherit'] });
+      const out: Buffer[] = [];
+      child.stdout.on('data', (d: Buffer) => out.push(d));
+      child.on('error', reject);
+      child.on('close', (code) =>
+        code === 0 ? resolve(Buffer.concat(out)) : reject(new Error(`exec exited ${code}`)),
+      );
+      child.stdin.end(stdin);
+    });
+  }
+
+  /** SIGKILL and wait until the runtime reports it stopped */
+  async stop(id: string): Promise<void> {
+    await run(this.binary, this.args('kill', id, 'KILL'));
+    for (;;) {
+      const { stdout } = await run(this.binary, this.args('state', id));
+      if ((JSON.parse(stdout) as { status: string }).status === 'stopped') return;
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  }
+
+  async delete(id: string): Promise<void> {
+    await run(this.binary, this.args('delete', '--force', id), { timeout: 60_000 });
+  }
+
+  async cleanup(): Promise<void> {
+    const { stdout } = await run(this.binary, this.args('list', '-q')).catch(() => ({ stdout: '' }));
+    for (const id of stdout.split('\n').filter(Boolean)) await this.delete(id).catch(() => undefined);
+    await rm(this.dir, { recursive: true, force: true });
+  }
+}

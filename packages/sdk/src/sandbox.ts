@@ -1,0 +1,180 @@
+import type { CreateSandboxRequest, Sandbox as SandboxInfo, SandboxState } from '@den/shared';
+import { DenClient } from './client.js';
+import { Commands } from './commands.js';
+import type { ConnectionOptions, RequestOptions } from './config.js';
+import { Files } from './files.js';
+import { Pty } from './pty.js';
+
+export type { SandboxInfo };
+
+/** Options of `Sandbox.create`: what the sandbox gets, plus how to reach the daemon. */
+export interface SandboxCreateOptions extends ConnectionOptions {
+  /** unique name (a DNS label such as "dev"); sandboxes can then be addressed by it */
+  name?: string;
+  /** image to start from; default "base" */
+  image?: string;
+  /** 'runsc' (gVisor, default) or 'runc' */
+  runtime?: 'runsc' | 'runc';
+  cpus?: number;
+  memoryMB?: number;
+  diskMB?: number;
+  /** process limit inside the sandbox */
+  pids?: number;
+  /** environment for every process in the sandbox */
+  env?: Record<string, string>;
+  /** free-form labels */
+  metadata?: Record<string, string>;
+  signal?: AbortSignal;
+}
+
+/** Options of `Sandbox.list`. */
+export interface SandboxListOptions extends RequestOptions {
+  /** only sandboxes in this state */
+  state?: SandboxState;
+}
+
+/**
+ * One sandbox: an isolated Linux environment with its own persistent filesystem.
+ *
+ * @example
+ * ```ts
+ * import { Sandbox } from '@den/sdk';
+ *
+ * const sbx = await Sandbox.create({ name: 'dev', runtime: 'runsc', memoryMB: 2048 });
+ * const { stdout } = await sbx.commands.run('uname -a');
+ * await sbx.files.write('/home/user/hello.txt', 'hi\n');
+ * await sbx.kill();
+ * ```
+ */
+export class Sandbox {
+  /** the sandbox's id (20 characters of [a-z0-9]); all calls address the sandbox by it */
+  readonly id: string;
+  /** the sandbox's name, or null */
+  readonly name: string | null;
+  /** processes: run, list, kill, attach */
+  readonly commands: Commands;
+  /** the filesystem: read, write, list, ... */
+  readonly files: Files;
+  /** interactive processes on pseudo-terminals */
+  readonly pty: Pty;
+  /** the HTTP layer this sandbox uses */
+  readonly client: DenClient;
+
+  /** @internal Use `Sandbox.create` or `Sandbox.connect`. */
+  constructor(info: Pick<SandboxInfo, 'id' | 'name'>, client: DenClient) {
+    this.id = info.id;
+    this.name = info.name;
+    this.client = client;
+    this.commands = new Commands(client, info.id);
+    this.files = new Files(client, info.id);
+    this.pty = new Pty(client, info.id);
+  }
+
+  /**
+   * Creates a sandbox and resolves once it runs and its agent answers.
+   *
+   * @example
+   * ```ts
+   * const sbx = await Sandbox.create({ image: 'base', cpus: 2, env: { CI: '1' } });
+   * const fast = await Sandbox.create({ runtime: 'runc', url: 'http://10.0.0.5:7070' });
+   * ```
+   */
+  static async create(opts: SandboxCreateOptions = {}): Promise<Sandbox> {
+    const { url, requestTimeoutMs, signal, ...spec } = opts;
+    const client = new DenClient({ url, requestTimeoutMs });
+    const request: CreateSandboxRequest = {};
+    for (const [key, value] of Object.entries(spec)) {
+      if (value !== undefined) (request as Record<string, unknown>)[key] = value;
+    }
+    const info = await client.createSandbox(request, signal ? { signal } : undefined);
+    return new Sandbox(info, client);
+  }
+
+  /**
+   * Connects to an existing sandbox by id or name; throws `SandboxNotFoundError` when there is none.
+   *
+   * @example
+   * ```ts
+   * const dev = await Sandbox.connect('dev');
+   * ```
+   */
+  static async connect(idOrName: string, opts: RequestOptions = {}): Promise<Sandbox> {
+    const { signal, ...conn } = opts;
+    const client = new DenClient(conn);
+    const info = await client.getSandbox(idOrName, signal ? { signal } : undefined);
+    return new Sandbox(info, client);
+  }
+
+  /**
+   * Lists sandboxes, optionally only those in one state.
+   *
+   * @example
+   * ```ts
+   * const running = await Sandbox.list({ state: 'running' });
+   * ```
+   */
+  static list(opts: SandboxListOptions = {}): Promise<SandboxInfo[]> {
+    const { state, signal, ...conn } = opts;
+    return new DenClient(conn).listSandboxes(state ? { state } : {}, signal ? { signal } : undefined);
+  }
+
+  /**
+   * The sandbox's current description (state, limits, timestamps, last error).
+   *
+   * @example
+   * ```ts
+   * const { state } = await sbx.info();
+   * ```
+   */
+  info(opts?: RequestOptions): Promise<SandboxInfo> {
+    return this.client.getSandbox(this.id, opts);
+  }
+
+  /**
+   * Stops the sandbox; its filesystem is kept and `start()` brings it back.
+   *
+   * @example
+   * ```ts
+   * await sbx.stop();
+   * ```
+   */
+  stop(opts?: RequestOptions): Promise<SandboxInfo> {
+    return this.client.stopSandbox(this.id, opts);
+  }
+
+  /**
+   * Starts a stopped sandbox.
+   *
+   * @example
+   * ```ts
+   * await sbx.start();
+   * ```
+   */
+  start(opts?: RequestOptions): Promise<SandboxInfo> {
+    return this.client.startSandbox(this.id, opts);
+  }
+
+  /**
+   * Stops and starts the sandbox (every process ends; files stay).
+   *
+   * @example
+   * ```ts
+   * await sbx.restart();
+   * ```
+   */
+  restart(opts?: RequestOptions): Promise<SandboxInfo> {
+    return this.client.restartSandbox(this.id, opts);
+  }
+
+  /**
+   * Deletes the sandbox with its filesystem.
+   *
+   * @example
+   * ```ts
+   * await sbx.kill();
+   * ```
+   */
+  kill(opts?: RequestOptions): Promise<void> {
+    return this.client.deleteSandbox(this.id, opts);
+  }
+}

@@ -124,7 +124,10 @@ describe('den CLI', () => {
     assert.equal(den(['start', 'dev']).code, 0);
     assert.equal(den(['exec', 'dev', '--', 'cat', '/home/user/local.txt']).stdout, 'from host\n');
     assert.equal(den(['instance', 'restart', 'dev']).code, 0);
-    assert.equal(den(['rm', 'dev']).code, 0);
+    const refusedRm = den(['rm', 'dev']);
+    assert.equal(refusedRm.code, 1);
+    assert.match(refusedRm.stderr, /den rm --force dev/);
+    assert.equal(den(['rm', '--force', 'dev']).code, 0);
     const gone = den(['info', 'dev']);
     assert.equal(gone.code, 1);
     assert.equal(gone.stderr.trim().split('\n').length, 1);

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { Sandbox } from '@den/sdk';
-import { destroyDaemon, startDaemon, type TestDaemon } from '../src/harness.js';
+import { destroyDaemon, startDaemon, type TestDaemon, waitFor } from '../src/harness.js';
 import { leftovers } from '../src/leaks.js';
 
 /**
@@ -49,17 +49,18 @@ for (const runtime of ['runsc', 'runc'] as const) {
       await neighbourIsFine();
     });
 
-    test('a fork bomb is contained by the process limit', async () => {
-      const bomb = await victim.commands.run('bomb() { bomb | bomb & }; bomb; sleep 3; echo done', {
-        timeoutMs: 20_000,
-      });
-      assert.ok(bomb.exitCode !== undefined);
-      // The sandbox answers again once the bomb's processes are gone.
-      await victim.commands.run(['sh', '-c', 'pkill -9 -u user sh || true; pkill -9 -u user bash || true'], {
-        user: 'root',
-      });
-      const r = await victim.commands.run('echo recovered', { timeoutMs: 20_000 });
-      assert.equal(r.stdout, 'recovered\n');
+    test('a fork bomb is contained by the process limit and the sandbox recovers', async () => {
+      // The bomb either ends at its timeout (den kills its process group) or takes the sandbox down, in which case
+      // den's reconcile loop starts it again. Either way the neighbour never notices and the victim answers again.
+      const bomb = await victim.commands
+        .run('bomb() { bomb | bomb & }; bomb; sleep 2', { timeoutMs: 5_000 })
+        .catch((err: unknown) => err);
+      assert.ok(bomb !== undefined);
+      await neighbourIsFine();
+      const recovered = async () =>
+        (await victim.commands.run('echo recovered', { timeoutMs: 10_000 }).catch(() => undefined))?.stdout ===
+        'recovered\n';
+      await waitFor(recovered, 'the victim to answer again', 90_000);
       await neighbourIsFine();
     });
 

@@ -171,7 +171,7 @@ export function buildProgram(options: ProgramOptions): Command {
     );
   const defineRemove = (parent: Command, nameAndArgs: string) =>
     sub(parent, nameAndArgs, 'delete sandboxes with their files; prints each ref')
-      .option('-f, --force', 'stop running sandboxes first')
+      .option('-f, --force', 'delete running sandboxes too')
       .action((refs: string[], o: { force?: boolean }, cmd: Command) =>
         act(cmd, (ctx) => handlers.remove(ctx, { refs, force: !!o.force })),
       );

@@ -1,4 +1,4 @@
-import { DenClient, Sandbox, type SandboxInfo, SandboxNotRunningError } from '@den/sdk';
+import { DenClient, Sandbox, type SandboxInfo } from '@den/sdk';
 import { CliError } from '../errors.js';
 import { formatAge, formatMB, json, table } from '../output.js';
 import type { Context, CreateArgs, InfoArgs, LifecycleArgs, ListArgs, RemoveArgs } from '../program.js';
@@ -82,24 +82,17 @@ export async function lifecycle(ctx: Context, args: LifecycleArgs): Promise<numb
 }
 
 /**
- * `den rm REF...`: deletes sandboxes. A running sandbox is only deleted with --force (it is stopped first), so a
- * typo cannot throw away someone's working environment.
+ * `den rm REF...`: deletes sandboxes. A running sandbox is only deleted with --force, so a typo cannot throw away
+ * someone's working environment (the daemon deletes running sandboxes directly; no stop is needed first).
  */
 export async function remove(ctx: Context, args: RemoveArgs): Promise<number> {
   const client = new DenClient({ url: ctx.config.url });
   for (const ref of args.refs) {
     const { id, state } = await client.getSandbox(ref);
-    if (state !== 'stopped' && state !== 'error') {
-      if (!args.force) {
-        throw new CliError(
-          `sandbox ${ref} is ${state}: stop it first with \`den stop ${ref}\`, or use \`den rm --force ${ref}\``,
-        );
-      }
-      try {
-        await client.stopSandbox(id);
-      } catch (err) {
-        if (!(err instanceof SandboxNotRunningError)) throw err;
-      }
+    if (state !== 'stopped' && state !== 'error' && !args.force) {
+      throw new CliError(
+        `sandbox ${ref} is ${state}: stop it first with \`den stop ${ref}\`, or use \`den rm --force ${ref}\``,
+      );
     }
     await client.deleteSandbox(id);
     ctx.stdout.write(`${ref}\n`);

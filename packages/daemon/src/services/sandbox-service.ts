@@ -252,7 +252,6 @@ export class SandboxService {
     await rootfs.ensureDisk(rec.id, rec.diskMB);
     const rootfsDir = await rootfs.mount(rec.id, images.layerDirs(image));
     this.dropAgent(rec.id);
-    await rt.delete(rec.id);
     await rm(p.agentSocket, { force: true });
     await mkdir(p.socketDir, { recursive: true });
     const sandboxEnv = {

@@ -33,7 +33,9 @@ export const LIMITS = {
 } as const;
 
 const EnvMap = Type.Record(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$' }), Type.String(), {
-  description: 'environment variables for every process in the sandbox',
+  description: 'environment variables for every process in the sandbox; names are [A-Za-z_][A-Za-z0-9_]*',
+  // Without this, keys that do not match the name pattern would be accepted silently.
+  additionalProperties: false,
 });
 const Metadata = Type.Record(Type.String({ maxLength: 128 }), Type.String({ maxLength: 1024 }), {
   description: 'free-form labels, returned as given and usable as list filters',

@@ -16,6 +16,9 @@ export function validationMessage(context: string, issues: AjvIssue[]): string {
   const where = field ? `${field}` : context;
   switch (issue.keyword) {
     case 'additionalProperties':
+      if (field === 'env') {
+        return `env name "${String(issue.params.additionalProperty)}" is not valid: use letters, digits and _ (not starting with a digit)`;
+      }
       return `unknown field "${String(issue.params.additionalProperty)}" in ${field || context}: remove it`;
     case 'required':
       return `${field ? `${field}.` : ''}${String(issue.params.missingProperty)} is required in the ${context}`;

@@ -1,0 +1,48 @@
+import { rmSync } from 'node:fs';
+import { configFromEnv } from './config.js';
+import { createAgent } from './server.js';
+
+/**
+ * The sandbox agent's entry point. It runs as root in the sandbox under tini (which reaps orphans and forwards
+ * signals) and serves the daemon over HTTP/2 on a Unix socket. It does not rely on being PID 1.
+ */
+const SHUTDOWN_GRACE_MS = 2000;
+
+process.title = 'den-agent';
+// Log writes that fail (the log pipe is gone) are dropped; otherwise each failure would be logged again, forever.
+process.stdout.on('error', () => undefined);
+process.stderr.on('error', () => undefined);
+const config = configFromEnv();
+
+// Children run as other users, and node-pty sets their uid and gid but not their supplementary groups: dropping
+// the agent's own (root's) keeps them from inheriting root's groups. Needs CAP_SETGID; without it there is
+// nothing to drop either.
+if (process.getuid?.() === 0) {
+  try {
+    process.setgroups?.([]);
+  } catch {
+    // not permitted: keep going
+  }
+}
+
+const agent = createAgent({ version: config.version, defaultUser: config.defaultUser, sandboxEnv: config.sandboxEnv });
+await agent.listen(config.socketPath);
+console.error(
+  `den-agent ${config.version} listening on ${config.socketPath} (pid ${process.pid}, ready after ${Math.round(process.uptime() * 1000)} ms)`,
+);
+
+let stopping = false;
+async function stop(signal: string): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  console.error(`den-agent: ${signal}: stopping processes`);
+  await agent.shutdown(SHUTDOWN_GRACE_MS);
+  rmSync(config.socketPath, { force: true });
+  process.exit(0);
+}
+process.on('SIGTERM', () => void stop('SIGTERM'));
+process.on('SIGINT', () => void stop('SIGINT'));
+
+// One broken request must not take the sandbox down with it: the agent is the only way into the sandbox.
+process.on('uncaughtException', (err) => console.error('den-agent: uncaught exception:', err));
+process.on('unhandledRejection', (err) => console.error('den-agent: unhandled rejection:', err));

@@ -1,0 +1,37 @@
+/**
+ * The most recent output frames of a background process, bounded by bytes. Whole frames are evicted oldest
+ * first, so a replay always starts at a frame boundary.
+ */
+export class OutputRing {
+  private frames: Buffer[] = [];
+  private head = 0;
+  private total = 0;
+
+  constructor(private readonly limitBytes: number) {}
+
+  push(frame: Buffer): void {
+    this.frames.push(frame);
+    this.total += frame.length;
+    while (this.total > this.limitBytes && this.head < this.frames.length - 1) {
+      this.total -= (this.frames[this.head] as Buffer).length;
+      this.frames[this.head] = EMPTY;
+      this.head++;
+    }
+    // Compact once the evicted prefix dominates, keeping push amortised O(1).
+    if (this.head > 1024 && this.head * 2 > this.frames.length) {
+      this.frames = this.frames.slice(this.head);
+      this.head = 0;
+    }
+  }
+
+  /** The buffered frames, oldest first. */
+  snapshot(): Buffer[] {
+    return this.frames.slice(this.head);
+  }
+
+  get bytes(): number {
+    return this.total;
+  }
+}
+
+const EMPTY = Buffer.alloc(0);

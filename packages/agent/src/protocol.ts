@@ -1,0 +1,23 @@
+/**
+ * Wire details of the agent's HTTP/2 API that both the server and its client need. Kept free of imports so the
+ * client can use them without loading the server's modules.
+ */
+
+/** Content type of a response body made of frames (see @den/shared frames.ts). */
+export const FRAMES_CONTENT_TYPE = 'application/vnd.den.frames';
+export const JSON_CONTENT_TYPE = 'application/json';
+
+/** Default socket path inside the sandbox; the daemon mounts a host directory at /run/den. */
+export const DEFAULT_AGENT_SOCKET = '/run/den/agent.sock';
+
+/** Output kept for a background process while no client is attached, replayed by `connect`. */
+export const BACKGROUND_BUFFER_BYTES = 1024 * 1024;
+
+/** Body of `GET /health`. */
+export interface AgentHealth {
+  version: string;
+  pid: number;
+  uptimeMs: number;
+  /** processes currently running */
+  processes: number;
+}

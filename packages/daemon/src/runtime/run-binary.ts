@@ -1,0 +1,122 @@
+import { spawn } from 'node:child_process';
+import { DenError } from '@den/shared';
+
+export interface RunBinaryOptions {
+  /** the runtime's name, used in error messages ("runsc create failed: ...") */
+  runtime: string;
+  /** kill the binary (SIGKILL to its pid only, never its group) after this long; default 30 s */
+  timeoutMs?: number;
+  /**
+   * Host file descriptor used as the binary's stdout and stderr instead of pipes. `create` needs it: the container's
+   * init inherits these descriptors, and a container that outlives the daemon must not hold the daemon's pipes.
+   * Output is then not captured; callers read their log file for the error text.
+   */
+  outputFd?: number;
+}
+
+export interface BinaryExit {
+  /** exit code; -1 when killed by a signal (see `signal`) */
+  code: number;
+  signal: NodeJS.Signals | null;
+  timedOut: boolean;
+  stdout: string;
+  stderr: string;
+}
+
+/** A failure of a runtime binary, with what it printed: DenError RUNTIME_FAILED. */
+export function runtimeFailed(
+  runtime: string,
+  subcommand: string,
+  text: string,
+  details?: Record<string, unknown>,
+): DenError {
+  const trimmed = text.trim() || 'no output';
+  return new DenError('RUNTIME_FAILED', `${runtime} ${subcommand} failed: ${trimmed}`, {
+    runtime,
+    subcommand,
+    ...details,
+  });
+}
+
+const MAX_CAPTURE = 1 << 20;
+
+/**
+ * Spawns a binary with an argv array (never a shell) and resolves with how it exited, whatever the exit code.
+ *
+ * The child is spawned `detached` (its own session and process group) so that anything it leaves running, such as
+ * a container's init or the runsc sandbox and gofer, is never in the daemon's process group and survives the
+ * daemon's terminal or service manager signalling that group. On timeout only the binary itself is killed: its
+ * group may already contain the container, and the caller's cleanup (`delete`) removes half-made containers.
+ * Rejects only when the binary cannot be started (RUNTIME_UNAVAILABLE).
+ */
+export function spawnBinary(binary: string, args: string[], options: RunBinaryOptions): Promise<BinaryExit> {
+  const timeoutMs = options.timeoutMs ?? 30_000;
+  return new Promise((resolve, reject) => {
+    const out = options.outputFd;
+    const child = spawn(binary, args, {
+      detached: true,
+      stdio: ['ignore', out ?? 'pipe', out ?? 'pipe'],
+      env: { ...process.env, LC_ALL: 'C' },
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout?.setEncoding('utf8').on('data', (d: string) => {
+      if (stdout.length < MAX_CAPTURE) stdout += d;
+    });
+    child.stderr?.setEncoding('utf8').on('data', (d: string) => {
+      if (stderr.length < MAX_CAPTURE) stderr += d;
+    });
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, timeoutMs);
+    child.on('error', (err: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      reject(new DenError('RUNTIME_UNAVAILABLE', `${options.runtime} binary ${binary} cannot be run: ${err.message}`));
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? -1, signal, timedOut, stdout, stderr });
+    });
+  });
+}
+
+/**
+ * Runs one runtime subcommand and resolves with its output when it exits 0; otherwise rejects with
+ * `DenError('RUNTIME_FAILED', '<runtime> <subcommand> failed: <stderr>')`.
+ */
+export async function runBinary(
+  binary: string,
+  args: string[],
+  options: RunBinaryOptions,
+): Promise<{ stdout: string; stderr: string }> {
+  const exit = await spawnBinary(binary, args, options);
+  if (exit.code === 0) return { stdout: exit.stdout, stderr: exit.stderr };
+  throw runtimeFailed(options.runtime, subcommandOf(args), describeExit(exit, options.timeoutMs ?? 30_000), {
+    exitCode: exit.code,
+  });
+}
+
+/** The first argument that is not a flag or a flag's value: the subcommand ("create", "state", ...). */
+export function subcommandOf(args: string[]): string {
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i] ?? '';
+    if (a === '--root' || a === '--log') {
+      i++;
+      continue;
+    }
+    if (!a.startsWith('-')) return a;
+  }
+  return args[0] ?? '';
+}
+
+export function describeExit(exit: BinaryExit, timeoutMs: number): string {
+  const why = exit.timedOut
+    ? `timed out after ${timeoutMs} ms`
+    : exit.signal
+      ? `killed by ${exit.signal}`
+      : `exit code ${exit.code}`;
+  const text = (exit.stderr.trim() || exit.stdout.trim()).slice(-4000);
+  return text ? `${text} (${why})` : why;
+}

@@ -98,13 +98,13 @@ async function benchRuntime(runtime: 'runsc' | 'runc', url: string, rootfs: stri
         ['file write+read 100 MiB', payload100, N.big],
       ] as const) {
         const d = await sample(n, async () => {
-          await sbx.files.write('/tmp/bench.bin', data);
-          const back = await sbx.files.read('/tmp/bench.bin', { format: 'bytes' });
+          await sbx.files.write('/home/user/bench.bin', data);
+          const back = await sbx.files.read('/home/user/bench.bin', { format: 'bytes' });
           if (back.length !== data.length) throw new Error(`read ${back.length} bytes, wrote ${data.length}`);
         });
         const r = await sample(n, async () => {
-          await raw.exec(rawId, ['sh', '-c', 'cat > /tmp/bench.bin'], data);
-          const back = await raw.exec(rawId, ['cat', '/tmp/bench.bin']);
+          await raw.exec(rawId, ['sh', '-c', 'cat > /data/bench.bin'], data);
+          const back = await raw.exec(rawId, ['cat', '/data/bench.bin']);
           if (back.length !== data.length) throw new Error(`raw read ${back.length} bytes`);
         });
         rows.push({ metric: label, unit: 'ms', den: summarize(d), raw: summarize(r) });

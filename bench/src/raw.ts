@@ -49,10 +49,14 @@ export class RawRuntime {
     return bundle;
   }
 
-  /** create + start, detached, stdio to /dev/null */
+  /** create + start, detached; the container's stdio is /dev/null (a pipe would be held open by the container) */
   async start(id: string): Promise<void> {
     const bundle = await this.bundle(id);
-    await run(this.binary, this.args('create', '--bundle', bundle, id), { timeout: 60_000 });
+    await new Promise<void>((resolve, reject) => {
+      const child = spawn(this.binary, this.args('create', '--bundle', bundle, id), { stdio: 'ignore' });
+      child.on('error', reject);
+      child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`${this.name} create exited ${code}`))));
+    });
     await run(this.binary, this.args('start', id), { timeout: 60_000 });
   }
 
@@ -69,14 +73,12 @@ export class RawRuntime {
     });
   }
 
-  /** SIGKILL and wait until the runtime reports it stopped */
+  /** SIGKILL, then wait until the container's init process has exited (a zombie counts as exited) */
   async stop(id: string): Promise<void> {
+    const { stdout } = await run(this.binary, this.args('state', id));
+    const pid = (JSON.parse(stdout) as { pid: number }).pid;
     await run(this.binary, this.args('kill', id, 'KILL'));
-    for (;;) {
-      const { stdout } = await run(this.binary, this.args('state', id));
-      if ((JSON.parse(stdout) as { status: string }).status === 'stopped') return;
-      await new Promise((r) => setTimeout(r, 5));
-    }
+    while (await running(pid)) await new Promise((r) => setTimeout(r, 5));
   }
 
   async delete(id: string): Promise<void> {
@@ -84,8 +86,17 @@ export class RawRuntime {
   }
 
   async cleanup(): Promise<void> {
-    const { stdout } = await run(this.binary, this.args('list', '-q')).catch(() => ({ stdout: '' }));
+    const { stdout } = await run(this.binary, this.args('list', '--quiet')).catch(() => ({ stdout: '' }));
     for (const id of stdout.split('\n').filter(Boolean)) await this.delete(id).catch(() => undefined);
     await rm(this.dir, { recursive: true, force: true });
+  }
+}
+
+async function running(pid: number): Promise<boolean> {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    return !/^[ZX]$/.test(stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3));
+  } catch {
+    return false;
   }
 }

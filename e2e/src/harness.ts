@@ -24,6 +24,12 @@ export interface TestDaemon {
   restart(): Promise<TestDaemon>;
 }
 
+/** Daemons started by this process; killed if the test process exits without stopping them. */
+const running = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const proc of running) proc.kill('SIGKILL');
+});
+
 export async function startDaemon(
   opts: { home?: string; listen?: string; env?: NodeJS.ProcessEnv } = {},
 ): Promise<TestDaemon> {
@@ -33,7 +39,13 @@ export async function startDaemon(
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const logs: string[] = [];
-  const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
+  running.add(proc);
+  const exited = new Promise<void>((resolve) =>
+    proc.once('exit', () => {
+      running.delete(proc);
+      resolve();
+    }),
+  );
   const url = await new Promise<string>((resolve, reject) => {
     const onExit = (code: number | null) =>
       reject(new Error(`daemon exited with ${code} before listening:\n${logs.slice(-20).join('\n')}`));

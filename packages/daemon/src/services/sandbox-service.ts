@@ -246,11 +246,14 @@ export class SandboxService {
     const { rootfs, images, paths } = this.deps;
     const rt = this.runtimeFor(rec.runtime);
     const p = paths.sandbox(rec.id);
+    const t = new StepTimer();
     if (rec.state !== 'creating') await this.deps.store.update(rec.id, { state: 'starting' });
     const image = await images.get(rec.image);
     await mkdir(p.dir, { recursive: true });
     await rootfs.ensureDisk(rec.id, rec.diskMB);
+    t.mark('disk');
     const rootfsDir = await rootfs.mount(rec.id, images.layerDirs(image));
+    t.mark('mount');
     this.dropAgent(rec.id);
     await rm(p.agentSocket, { force: true });
     await mkdir(p.socketDir, { recursive: true });
@@ -271,17 +274,21 @@ export class SandboxService {
       memoryMB: rec.memoryMB,
       pids: rec.pids,
     });
+    t.mark('runtime');
     await this.agent(rec.id).waitReady(AGENT_READY_TIMEOUT_MS);
+    t.mark('agent');
     const updated = await this.deps.store.update(rec.id, {
       state: 'running',
       startedAt: new Date().toISOString(),
       lastError: null,
     });
+    this.deps.log.info({ sandbox: rec.id, runtime: rec.runtime, ms: t.steps }, 'sandbox running');
     return updated!;
   }
 
   private async ensureStopped(rec: SandboxRecord): Promise<SandboxRecord> {
     const rt = this.runtimeFor(rec.runtime);
+    const t = new StepTimer();
     await this.deps.store.update(rec.id, { state: 'stopping' });
     this.dropAgent(rec.id);
     const st = await rt.state(rec.id);
@@ -289,10 +296,14 @@ export class SandboxService {
       // SIGTERM reaches tini, which forwards it to the agent; the agent ends its processes and exits.
       await rt.kill(rec.id, 'SIGTERM');
       const deadline = Date.now() + STOP_GRACE_MS;
-      while (Date.now() < deadline && (await rt.state(rec.id))?.status === 'running') await sleep(50);
+      while (Date.now() < deadline && (await rt.state(rec.id))?.status === 'running') await sleep(20);
     }
+    t.mark('terminate');
     await rt.delete(rec.id);
+    t.mark('delete');
     await this.deps.rootfs.unmount(rec.id);
+    t.mark('unmount');
+    this.deps.log.info({ sandbox: rec.id, ms: t.steps }, 'sandbox stopped');
     return (await this.deps.store.update(rec.id, { state: 'stopped' }))!;
   }
 
@@ -368,4 +379,16 @@ export function toSandbox(rec: SandboxRecord): Sandbox {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Durations of the steps of one operation, for the log (where start and stop spend their time). */
+class StepTimer {
+  readonly steps: Record<string, number> = {};
+  private last = performance.now();
+
+  mark(step: string): void {
+    const now = performance.now();
+    this.steps[step] = Math.round(now - this.last);
+    this.last = now;
+  }
 }

@@ -69,6 +69,7 @@ export class RawRuntime {
       child.on('close', (code) =>
         code === 0 ? resolve(Buffer.concat(out)) : reject(new Error(`exec exited ${code}`)),
       );
+      child.stdin.on('error', () => undefined); // the command may exit before reading everything
       child.stdin.end(stdin);
     });
   }

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { DEN_VERSION } from '@den/shared/version';
 import { DEFAULT_AGENT_SOCKET } from './protocol.js';
 
 /** Everything the agent reads from its environment, resolved once at startup. */
@@ -16,7 +16,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): AgentConfig
     socketPath: env.DEN_AGENT_SOCKET || DEFAULT_AGENT_SOCKET,
     defaultUser: env.DEN_DEFAULT_USER || 'user',
     sandboxEnv: parseSandboxEnv(env.DEN_SANDBOX_ENV),
-    version: agentVersion(),
+    version: DEN_VERSION,
   };
 }
 
@@ -38,16 +38,4 @@ export function parseSandboxEnv(raw: string | undefined): Record<string, string>
     out[key] = v;
   }
   return out;
-}
-
-/** The agent's own package version: reading package.json avoids loading the @den/shared index (see contract.ts). */
-function agentVersion(): string {
-  try {
-    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
-      version?: string;
-    };
-    return pkg.version ?? 'unknown';
-  } catch {
-    return 'unknown';
-  }
 }

@@ -4,5 +4,4 @@ export * from './frames.js';
 export * from './ids.js';
 export * from './process.js';
 export * from './sandbox-path.js';
-
-export const DEN_VERSION = '0.1.0';
+export * from './version.js';

@@ -16,7 +16,7 @@ import { runBinary } from './run-binary.js';
  *   lib/          every shared library of node and of the agent's native addons (ldd), and the dynamic loader
  *                 ld-linux-x86-64.so.2: node is started through it with --library-path, so it never reads the
  *                 image's libc (works in musl images and images without node)
- *   agent/packages/agent/{package.json,dist}   the built agent; entry agent/packages/agent/dist/src/main.js
+ *   agent/packages/agent/{package.json,dist}   the built agent; entry agent/packages/agent/dist/agent.bundle.mjs (AGENT_ENTRY)
  *   agent/node_modules/<dep>                   the agent's runtime dependency closure (@den/shared, node-pty, ...),
  *                                              found by Node walking up from the agent's dist to agent/node_modules
  *
@@ -61,7 +61,7 @@ export async function ensureAgentRoot(
   const nodeBinary = options.nodeBinary ?? process.execPath;
   const tiniBinary = options.tiniBinary ?? '/usr/bin/tini-static';
   const agentPkgDir = join(repoRoot, 'packages', 'agent');
-  const entry = join(agentPkgDir, 'dist', 'src', 'main.js');
+  const entry = join(agentPkgDir, 'dist', 'agent.bundle.mjs');
   try {
     await stat(entry);
   } catch {

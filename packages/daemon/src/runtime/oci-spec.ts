@@ -11,7 +11,8 @@ export const AGENT_MOUNT = '/.den';
 export const AGENT_SOCKET_DIR = '/run/den';
 export const AGENT_SOCKET = `${AGENT_SOCKET_DIR}/agent.sock`;
 /** path of the agent's entry point inside the agent root */
-export const AGENT_ENTRY = 'agent/packages/agent/dist/src/main.js';
+/** the agent bundled into one module (scripts/bundle-agent.mjs): far fewer file loads through gVisor's gofer */
+export const AGENT_ENTRY = 'agent/packages/agent/dist/agent.bundle.mjs';
 /** path of the runsc OOM guard (oom-guard.ts) inside the agent root */
 export const OOM_GUARD_ENTRY = 'guard/oom-guard.mjs';
 

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import type { ContainerConfig, RuntimeName } from '../services/ports.js';
-import { cgroupProcs, destroyCgroup } from './cgroups.js';
+import { destroyCgroup } from './cgroups.js';
 import { ensureDir, OciRuntime, type OciRuntimeOptions } from './oci-runtime.js';
 import { cgroupPath } from './oci-spec.js';
 
@@ -23,6 +23,8 @@ export function runscBinary(env: NodeJS.ProcessEnv = process.env): string {
  *   /run/den/agent.sock); the daemon then connects to it from the host. `open` (guest connects to host sockets) is
  *   not needed, so `all` is not used.
  * - `--cpu-num-from-quota`: the guest's CPU count follows the cgroup quota (at least 2) instead of the host's.
+ * - `--file-access-mounts=exclusive`: bind mounts (the read-only, content-addressed /.den and the agent socket dir)
+ *   are not changed behind the sandbox's back, so gVisor may cache them; measured: agent ready ~60 ms sooner.
  * The same flags go on every subcommand: runsc does not remember global flags after `create`.
  */
 export class RunscRuntime extends OciRuntime {
@@ -41,18 +43,26 @@ export class RunscRuntime extends OciRuntime {
       '--overlay2=none',
       '--host-uds=create',
       '--cpu-num-from-quota',
+      '--file-access-mounts=exclusive',
     ];
   }
 
   /**
    * `runsc delete` SIGKILLs the sandbox and then waits until the killed process is reaped by the host's init, which
    * on these VMs reaps orphans only every 1-2 s (measured: a killed orphan stays a zombie ~1.3 s), so every delete
-   * took ~1.9 s. Every host process of a sandbox (sentry, gofer, systrap stubs) lives in the container's cgroup;
-   * killing them all there and removing the state files is all `runsc delete` does for the sandbox, without the wait.
-   * When the cgroup is already empty (a container that never started), runsc's own delete runs.
+   * took ~1.5-1.9 s, even of a sandbox that had already exited. Every host process of a sandbox (sentry, gofer,
+   * systrap stubs) lives in the container's cgroup, and the sandbox pid is in runsc's state: killing them and
+   * removing the cgroup and the state files is what `runsc delete` does, without the wait.
    */
   override async delete(id: string): Promise<void> {
-    if ((await cgroupProcs(cgroupPath(id))).length === 0) return super.delete(id);
+    const st = await this.state(id).catch(() => undefined);
+    if (st?.pid) {
+      try {
+        process.kill(st.pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
     await destroyCgroup(cgroupPath(id));
     await this.removeStateFiles(id);
   }

@@ -34,6 +34,7 @@ describe('ensureAgentRoot', { skip: built ? false : 'the agent is not built: run
       'lib/libstdc++.so.6',
       'guard/oom-guard.mjs',
       'agent/packages/agent/dist/src/main.js',
+      'agent/packages/agent/dist/agent.bundle.mjs',
       'agent/packages/agent/package.json',
       'agent/node_modules/@den/shared/package.json',
       'agent/node_modules/node-pty/package.json',

@@ -31,7 +31,7 @@ describe('buildSpec', () => {
   it('starts the agent under tini through its own loader, as root, with the agent socket env', () => {
     for (const spec of [runsc, runc]) {
       assert.deepEqual(spec.process.args.slice(0, 4), ['/.den/bin/tini', '-s', '-g', '--']);
-      assert.equal(spec.process.args.at(-1), '/.den/agent/packages/agent/dist/src/main.js');
+      assert.equal(spec.process.args.at(-1), '/.den/agent/packages/agent/dist/agent.bundle.mjs');
       assert.deepEqual(spec.process.user, { uid: 0, gid: 0 });
       assert.ok(spec.process.env.includes(`DEN_AGENT_SOCKET=${AGENT_SOCKET}`), 'den owns DEN_AGENT_SOCKET');
       assert.ok(spec.process.env.includes('DEN_DEFAULT_USER=user'));

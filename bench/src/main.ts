@@ -103,8 +103,8 @@ async function benchRuntime(runtime: 'runsc' | 'runc', url: string, rootfs: stri
           if (back.length !== data.length) throw new Error(`read ${back.length} bytes, wrote ${data.length}`);
         });
         const r = await sample(n, async () => {
-          await raw.exec(rawId, ['sh', '-c', 'cat > /mnt/bench.bin'], data);
-          const back = await raw.exec(rawId, ['cat', '/mnt/bench.bin']);
+          await raw.exec(rawId, ['sh', '-c', 'cat > /tmp/bench.bin'], data);
+          const back = await raw.exec(rawId, ['cat', '/tmp/bench.bin']);
           if (back.length !== data.length) throw new Error(`raw read ${back.length} bytes`);
         });
         rows.push({ metric: label, unit: 'ms', den: summarize(d), raw: summarize(r) });

@@ -11,6 +11,8 @@ const run = promisify(execFile);
  * root, read-only with a tmpfs /tmp, running `sleep infinity`. No den, no agent, no overlay, no disk.
  */
 export class RawRuntime {
+  private readonly mounts: string[] = [];
+
   private constructor(
     readonly name: 'runsc' | 'runc',
     private readonly binary: string,
@@ -25,7 +27,8 @@ export class RawRuntime {
 
   private args(...rest: string[]): string[] {
     const global = ['--root', join(this.dir, 'state')];
-    if (this.name === 'runsc') global.push('--network=none');
+    // --overlay2=none: writes go to the host overlay through the gofer, as in den (not to a sentry-memory overlay)
+    if (this.name === 'runsc') global.push('--network=none', '--overlay2=none');
     return [...global, ...rest];
   }
 
@@ -37,7 +40,20 @@ export class RawRuntime {
     const spec = JSON.parse(await readFile(join(bundle, 'config.json'), 'utf8'));
     spec.process.terminal = false;
     spec.process.args = ['sleep', 'infinity'];
-    spec.root = { path: this.rootfs, readonly: true };
+    // A writable overlay of the image's layer, like den's root but without den's disk file: the raw container
+    // writes through the same runtime file path (gVisor's gofer) as a den sandbox does.
+    const [upper, work, merged] = ['upper', 'work', 'merged'].map((d) => join(bundle, d)) as [string, string, string];
+    for (const d of [upper, work, merged]) await mkdir(d, { recursive: true });
+    await run('mount', [
+      '-t',
+      'overlay',
+      'overlay',
+      '-o',
+      `lowerdir=${this.rootfs},upperdir=${upper},workdir=${work}`,
+      merged,
+    ]);
+    this.mounts.push(merged);
+    spec.root = { path: merged, readonly: false };
     spec.hostname = id;
     spec.mounts.push({
       destination: '/tmp',
@@ -89,6 +105,7 @@ export class RawRuntime {
   async cleanup(): Promise<void> {
     const { stdout } = await run(this.binary, this.args('list', '--quiet')).catch(() => ({ stdout: '' }));
     for (const id of stdout.split('\n').filter(Boolean)) await this.delete(id).catch(() => undefined);
+    for (const m of this.mounts) await run('umount', [m]).catch(() => undefined);
     await rm(this.dir, { recursive: true, force: true });
   }
 }

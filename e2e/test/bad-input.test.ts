@@ -38,6 +38,36 @@ describe('bad input', () => {
     });
   }
 
+  test('the OpenAPI document describes the routes with the shared schemas', async () => {
+    const doc = (await (await fetch(`${daemon.url}/openapi.json`)).json()) as {
+      openapi: string;
+      paths: Record<string, Record<string, { requestBody?: { content: Record<string, { schema: unknown }> } }>>;
+    };
+    assert.match(doc.openapi, /^3\./);
+    for (const path of [
+      '/v1/sandboxes',
+      '/v1/sandboxes/{ref}',
+      '/v1/sandboxes/{ref}/exec',
+      '/v1/sandboxes/{ref}/files',
+    ]) {
+      assert.ok(doc.paths[path], `${path} is documented`);
+    }
+    const create = doc.paths['/v1/sandboxes']!.post!.requestBody!.content['application/json']!.schema as {
+      properties: Record<string, unknown>;
+    };
+    assert.deepEqual(Object.keys(create.properties).sort(), [
+      'cpus',
+      'diskMB',
+      'env',
+      'image',
+      'memoryMB',
+      'metadata',
+      'name',
+      'pids',
+      'runtime',
+    ]);
+  });
+
   test('a body that is not JSON is refused', async () => {
     const res = await fetch(`${daemon.url}/v1/sandboxes`, {
       method: 'POST',

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -116,6 +117,30 @@ describe('den CLI', () => {
     assert.equal(await exited, 4);
   });
 
+  test('up starts a daemon in the background, status reaches it, down stops it', async () => {
+    const home = mkdtempSync(join(tmpdir(), 'den-up-'));
+    const port = await freePort();
+    const at = ['--home', home, '--listen', `127.0.0.1:${port}`];
+    const plain = (args: string[]) =>
+      spawnSync(DEN_BIN, args, { encoding: 'utf8', env: { ...process.env, DEN_URL: '' }, timeout: 60_000 });
+    try {
+      const up = plain(['up', ...at]);
+      assert.equal(up.status, 0, up.stderr);
+      assert.match(up.stdout + up.stderr, new RegExp(`127.0.0.1:${port}`));
+      assert.equal(plain(['status', ...at]).status, 0);
+      const again = plain(['up', ...at]);
+      assert.equal(again.status, 0, 'a second up finds the daemon running');
+      const down = plain(['down', ...at]);
+      assert.equal(down.status, 0, down.stderr);
+      const gone = plain(['status', ...at]);
+      assert.notEqual(gone.status, 0);
+      assert.match(gone.stderr, /den up/);
+    } finally {
+      plain(['down', ...at]);
+      rmSync(home, { recursive: true, force: true });
+    }
+  });
+
   test('stop, start, restart and rm; errors are one clear line', () => {
     assert.equal(den(['stop', 'dev']).code, 0);
     const refused = den(['exec', 'dev', '--', 'true']);
@@ -137,3 +162,14 @@ describe('den CLI', () => {
     assert.equal(bad.stderr.trim().split('\n').length, 1, bad.stderr);
   });
 });
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+    srv.on('error', reject);
+  });
+}

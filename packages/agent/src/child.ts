@@ -168,6 +168,13 @@ function spawnError(err: NodeJS.ErrnoException, plan: LaunchPlan): DenError {
         'PERMISSION_DENIED',
         `the agent may not start processes as user '${plan.user.name}' (${err.message})`,
       );
+    case 'EAGAIN':
+    case 'ENOMEM':
+      // fork fails with EAGAIN at RLIMIT_NPROC / the pids cgroup limit (a fork bomb), ENOMEM at the memory limit.
+      return new DenError(
+        'RESOURCE_EXHAUSTED',
+        `cannot start ${name}: the sandbox reached its ${err.code === 'EAGAIN' ? 'process' : 'memory'} limit; end some of its processes (or create it with a larger --${err.code === 'EAGAIN' ? 'pids' : 'memory'})`,
+      );
     default:
       return new DenError('INTERNAL', `starting ${name} failed: ${err.message}`);
   }

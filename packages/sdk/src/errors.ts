@@ -156,6 +156,15 @@ export class PermissionDeniedError extends DenError {
   }
 }
 
+/** The sandbox reached its process or memory limit (e.g. a fork bomb); end processes or raise the limits. */
+export class ResourceExhaustedError extends DenError {
+  declare readonly code: 'RESOURCE_EXHAUSTED';
+  constructor(message: string, details?: Details, requestId?: string) {
+    super('RESOURCE_EXHAUSTED', message, details, requestId);
+    this.name = 'ResourceExhaustedError';
+  }
+}
+
 /** The sandbox's disk limit is reached. */
 export class DiskFullError extends DenError {
   declare readonly code: 'DISK_FULL';
@@ -207,6 +216,7 @@ export const ERROR_CLASSES: Record<ErrorCode, DenErrorSubclass | typeof DenError
   NOT_A_DIRECTORY: NotADirectoryError,
   IS_A_DIRECTORY: IsADirectoryError,
   PERMISSION_DENIED: PermissionDeniedError,
+  RESOURCE_EXHAUSTED: ResourceExhaustedError,
   DISK_FULL: DiskFullError,
   AGENT_UNAVAILABLE: AgentUnavailableError,
   RUNTIME_FAILED: RuntimeFailedError,

@@ -19,6 +19,8 @@ export const ErrorCodes = {
   NOT_A_DIRECTORY: 'a directory was expected at that path',
   IS_A_DIRECTORY: 'a file was expected but the path is a directory',
   PERMISSION_DENIED: 'the sandbox user may not access that path',
+  RESOURCE_EXHAUSTED:
+    'the sandbox reached its process or memory limit; end some of its processes or create it with larger limits',
   DISK_FULL: "the sandbox's disk limit is reached; free space or create the sandbox with a larger --disk",
   AGENT_UNAVAILABLE: "the sandbox's agent does not answer (the sandbox may be starting, stopping or broken)",
   RUNTIME_FAILED: 'the OCI runtime (runsc or runc) failed; the message carries its error',
@@ -45,6 +47,7 @@ export const ErrorStatus: Record<ErrorCode, number> = {
   NOT_A_DIRECTORY: 400,
   IS_A_DIRECTORY: 400,
   PERMISSION_DENIED: 403,
+  RESOURCE_EXHAUSTED: 429,
   DISK_FULL: 507,
   AGENT_UNAVAILABLE: 503,
   RUNTIME_FAILED: 500,

@@ -123,7 +123,7 @@ export class SandboxService {
     await this.deps.store.insert(rec);
     return this.locks.run(rec.id, async () => {
       try {
-        return await this.ensureRunning(rec);
+        return await this.ensureRunning(rec, { fresh: true });
       } catch (err) {
         // A create that fails leaves nothing behind: no container, mount, loop device, directory or row.
         this.deps.log.warn({ sandbox: rec.id, err: String(err) }, 'create failed; rolling back');
@@ -242,7 +242,12 @@ export class SandboxService {
     }
   }
 
-  private async ensureRunning(rec: SandboxRecord): Promise<SandboxRecord> {
+  /**
+   * Starts the sandbox from whatever state the machine is in. Unless the sandbox was just inserted (`fresh`), an
+   * existing container is removed first: one whose agent stopped answering (the reconcile case) must be replaced,
+   * not reused (the runtime adapters leave a running container alone).
+   */
+  private async ensureRunning(rec: SandboxRecord, opts: { fresh?: boolean } = {}): Promise<SandboxRecord> {
     const { rootfs, images, paths } = this.deps;
     const rt = this.runtimeFor(rec.runtime);
     const p = paths.sandbox(rec.id);
@@ -255,6 +260,7 @@ export class SandboxService {
     const rootfsDir = await rootfs.mount(rec.id, images.layerDirs(image));
     t.mark('mount');
     this.dropAgent(rec.id);
+    if (!opts.fresh) await rt.delete(rec.id);
     await rm(p.agentSocket, { force: true });
     await mkdir(p.socketDir, { recursive: true });
     const sandboxEnv = {

@@ -1,12 +1,11 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { spawn as spawnPty } from 'node-pty';
-import { DEN_BIN, destroyDaemon, startDaemon, type TestDaemon, waitFor } from '../src/harness.js';
+import { DEN_BIN, destroyDaemon, freePort, startDaemon, type TestDaemon, waitFor } from '../src/harness.js';
 
 /** The `den` command as a user types it, against a real daemon. */
 describe('den CLI', () => {
@@ -162,14 +161,3 @@ describe('den CLI', () => {
     assert.equal(bad.stderr.trim().split('\n').length, 1, bad.stderr);
   });
 });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-    srv.on('error', reject);
-  });
-}

@@ -83,7 +83,12 @@ export class SandboxService {
     const rec = await this.resolve(ref);
     if (rec.state !== 'running') {
       const label = rec.name ?? rec.id;
-      const hint = rec.state === 'stopped' ? `: start it with \`den start ${label}\`` : '; try again in a moment';
+      const hint =
+        rec.state === 'stopped'
+          ? `: start it with \`den start ${label}\``
+          : rec.state === 'error'
+            ? ` (${rec.lastError ?? 'unknown error'}); den retries by itself, or run \`den restart ${label}\``
+            : '; try again in a moment';
       throw new DenError('SANDBOX_NOT_RUNNING', `sandbox ${label} is ${rec.state}${hint}`, { state: rec.state });
     }
     return this.agent(rec.id);

@@ -1,3 +1,5 @@
+import type { IncomingMessage } from 'node:http';
+import type { Readable } from 'node:stream';
 import type {
   CreateSandboxRequest,
   ExecRequest,
@@ -18,6 +20,7 @@ import {
   toWebSocketUrl,
 } from './config.js';
 import { ConnectionError, errorFromBody, InvalidArgumentError, RequestTimeoutError } from './errors.js';
+import { readAll, requestBody } from './http-body.js';
 
 type Query = Record<string, string | number | undefined>;
 
@@ -305,18 +308,17 @@ export class DenClient {
   // ---- files ----
 
   /**
-   * Downloads a file; the caller reads the streamed body.
+   * Downloads a file; the caller reads (or destroys) the returned stream.
    *
    * @example
    * ```ts
-   * const text = await (await den.readFile('dev', '/etc/hostname')).text();
+   * for await (const chunk of await den.readFile('dev', '/etc/hostname')) process.stdout.write(chunk);
    * ```
    */
-  async readFile(ref: string, path: string, user?: string, opts?: RequestOptions): Promise<Response> {
-    return this.send(
-      { method: 'GET', path: `${sandboxPath(ref)}/files`, query: { path, user }, timeout: 'headers' },
-      opts,
-    );
+  async readFile(ref: string, path: string, user?: string, opts?: RequestOptions): Promise<Readable> {
+    const call: Call = { method: 'GET', path: `${sandboxPath(ref)}/files`, query: { path, user }, timeout: 'headers' };
+    const res = await this.bodyCall(call, undefined, opts);
+    return res;
   }
 
   /**
@@ -335,16 +337,19 @@ export class DenClient {
     opts?: RequestOptions,
   ): Promise<FileEntry> {
     const streamed = typeof data !== 'string' && !(data instanceof Uint8Array);
-    return this.json(
-      {
-        method: 'PUT',
-        path: `${sandboxPath(ref)}/files`,
-        query: { path, user },
-        body: { raw: data },
-        timeout: streamed ? 'none' : 'body',
-      },
-      opts,
-    );
+    const call: Call = {
+      method: 'PUT',
+      path: `${sandboxPath(ref)}/files`,
+      query: { path, user },
+      timeout: streamed ? 'none' : 'body',
+    };
+    const res = await this.bodyCall(call, data, opts);
+    const text = (await readAll(res)).toString('utf8');
+    try {
+      return JSON.parse(text) as FileEntry;
+    } catch {
+      throw new DenError('INTERNAL', `the den daemon answered PUT ${call.path} with non-JSON`);
+    }
   }
 
   /**
@@ -530,6 +535,28 @@ export class DenClient {
     } finally {
       clearTimer();
     }
+  }
+
+  /** A file-body request over node:http (see http-body.ts); non-2xx answers become typed DenErrors. */
+  private async bodyCall(
+    call: Call,
+    body: string | Uint8Array | AsyncIterable<Uint8Array> | undefined,
+    opts: RequestOptions | undefined,
+  ): Promise<IncomingMessage> {
+    const cfg = this.config(opts);
+    const res = await requestBody({
+      method: call.method as 'GET' | 'PUT',
+      url: cfg.url + call.path + queryString(call.query),
+      body,
+      timeoutMs: call.timeout === 'none' ? 0 : cfg.requestTimeoutMs,
+      signal: opts?.signal,
+    });
+    const status = res.statusCode ?? 0;
+    if (status < 200 || status >= 300) {
+      const text = (await readAll(res).catch(() => Buffer.alloc(0))).toString('utf8');
+      throw errorFromText(text, status, call.method, call.path);
+    }
+    return res;
   }
 
   /**

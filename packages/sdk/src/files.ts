@@ -1,8 +1,9 @@
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { checkSandboxPath, DenError, type FileEntry } from '@den/shared';
 import type { DenClient } from './client.js';
 import type { RequestOptions } from './config.js';
 import { FileNotFoundError, typed } from './errors.js';
+import { readAll } from './http-body.js';
 
 /** Options shared by file operations. */
 export interface FileOptions extends RequestOptions {
@@ -71,16 +72,16 @@ export class Files {
   read<F extends ReadFormat>(path: string, opts: FileOptions & { format: F }): Promise<ReadFormats[F]>;
   read(path: string, opts: FileOptions & { format?: ReadFormat } = {}): Promise<ReadFormats[ReadFormat]> {
     return guard(async () => {
-      const res = await this.client.readFile(this.ref, checkSandboxPath(path), opts.user, opts);
+      const body = await this.client.readFile(this.ref, checkSandboxPath(path), opts.user, opts);
       const format = opts.format ?? 'text';
+      if (format === 'stream') return Readable.toWeb(body) as ReadableStream<Uint8Array>;
+      let bytes: Buffer;
       try {
-        if (format === 'text') return await res.text();
-        if (format === 'bytes') return new Uint8Array(await res.arrayBuffer());
+        bytes = await readAll(body);
       } catch (err) {
         throw new DenError('INTERNAL', `reading ${path} from the den daemon broke off: ${(err as Error).message}`);
       }
-      if (!res.body) return new ReadableStream<Uint8Array>({ start: (c) => c.close() });
-      return res.body as ReadableStream<Uint8Array>;
+      return format === 'text' ? bytes.toString('utf8') : new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length);
     });
   }
 

@@ -1,8 +1,10 @@
+import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { after, before } from 'node:test';
 import { AgentClient } from '../src/client.js';
 
 const MAIN = new URL('../src/main.js', import.meta.url).pathname;
@@ -140,4 +142,25 @@ export async function eventually(check: () => Promise<boolean>, timeoutMs = 3000
 export function uniqueCase(): { env: Record<string, string>; entry: string } {
   const value = `${process.pid}-${++counter}-${Math.random().toString(36).slice(2)}`;
   return { env: { DEN_TEST_CASE: value }, entry: `DEN_TEST_CASE=${value}` };
+}
+
+/**
+ * One agent for the enclosing suite: started before its tests, stopped after them, and the suite fails if any
+ * process the tests started is still running then.
+ */
+export function agentForSuite(what: string, options?: Parameters<typeof startAgent>[0]): () => AgentFixture {
+  let agent: AgentFixture | undefined;
+  before(async () => {
+    agent = await startAgent(options);
+  });
+  after(async () => {
+    if (!agent) return;
+    const left = await agent.leftovers();
+    await agent.stop();
+    assert.deepEqual(left, [], `processes were left running by the ${what} tests`);
+  });
+  return () => {
+    if (!agent) throw new Error('the suite agent is not started yet');
+    return agent;
+  };
 }

@@ -1,23 +1,14 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { FrameType } from '@den/shared';
-import { type AgentFixture, eventually, startAgent } from './agent-fixture.js';
+import { agentForSuite, eventually } from './agent-fixture.js';
 import { OutputReader } from './output-reader.js';
 
 describe('agent: background processes', () => {
-  let agent: AgentFixture;
-
-  before(async () => {
-    agent = await startAgent();
-  });
-  after(async () => {
-    const left = await agent.leftovers();
-    await agent.stop();
-    assert.deepEqual(left, [], 'processes were left running by the background tests');
-  });
+  const agent = agentForSuite('background');
 
   it('keeps running after its stream closes, is listed, and replays output on connect', async () => {
-    const { client } = agent;
+    const { client } = agent();
     const h = await client.openProcess({
       cmd: ['sh', '-c', 'echo one; read x; echo "got $x"; echo err >&2; sleep 0.1; echo three'],
       background: true,
@@ -56,7 +47,7 @@ describe('agent: background processes', () => {
   });
 
   it('takes stdin and stdin-eof through the endpoints', async () => {
-    const { client } = agent;
+    const { client } = agent();
     const h = await client.openProcess({ cmd: ['cat'], background: true });
     const reader = new OutputReader(h);
     const pid = await reader.pid();
@@ -71,7 +62,7 @@ describe('agent: background processes', () => {
   });
 
   it('answers a large stdin upload to a process that stops reading and exits', async () => {
-    const { client } = agent;
+    const { client } = agent();
     const h = await client.openProcess({ cmd: ['sh', '-c', 'head -c 10 >/dev/null; sleep 0.2'], background: true });
     const pid = await new OutputReader(h).pid();
     h.close();
@@ -82,7 +73,7 @@ describe('agent: background processes', () => {
   });
 
   it('keeps only the last 1 MiB of output', async () => {
-    const { client } = agent;
+    const { client } = agent();
     const size = 3 * 1024 * 1024;
     const h = await client.openProcess({
       cmd: ['sh', '-c', `head -c ${size} /dev/zero | tr '\\0' x; echo; echo tail-marker`],
@@ -103,7 +94,7 @@ describe('agent: background processes', () => {
   });
 
   it('attaches a second client to a running process; input frames go through either', async () => {
-    const { client } = agent;
+    const { client } = agent();
     const h = await client.openProcess({
       cmd: ['sh', '-c', 'read a; echo "a=$a"; read b; echo "b=$b"'],
       background: true,
@@ -124,18 +115,18 @@ describe('agent: background processes', () => {
 
   it('answers PROCESS_NOT_FOUND for an unknown pid', async () => {
     await assert.rejects(
-      agent.client.connectProcess(999_999_999),
+      agent().client.connectProcess(999_999_999),
       (err: Error & { code?: string; status?: number }) => {
         assert.equal(err.code, 'PROCESS_NOT_FOUND');
         assert.equal(err.status, 404);
         return true;
       },
     );
-    await assert.rejects(agent.client.closeStdin(999_999_999), { code: 'PROCESS_NOT_FOUND' });
+    await assert.rejects(agent().client.closeStdin(999_999_999), { code: 'PROCESS_NOT_FOUND' });
   });
 
   it('lists a foreground process only while it runs', async () => {
-    const { client } = agent;
+    const { client } = agent();
     const h = await client.openProcess({ cmd: ['sleep', '100'] });
     const reader = new OutputReader(h);
     const pid = await reader.pid();

@@ -2,30 +2,24 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { before, describe, it } from 'node:test';
 import { DenError, decodeJson, FrameType } from '@den/shared';
 import { AgentClient } from '../src/client.js';
-import { type AgentFixture, eventually, startAgent, uniqueCase } from './agent-fixture.js';
+import { agentForSuite, eventually, uniqueCase } from './agent-fixture.js';
 
 const NOBODY_UID = '65534';
 
 describe('agent: exec over pipes', () => {
-  let agent: AgentFixture;
+  const agent = agentForSuite('exec', { sandboxEnv: { FROM_SANDBOX: 'sandbox', OVERRIDDEN: 'sandbox' } });
   let client: AgentClient;
 
-  before(async () => {
-    agent = await startAgent({ sandboxEnv: { FROM_SANDBOX: 'sandbox', OVERRIDDEN: 'sandbox' } });
-    client = agent.client;
-  });
-  after(async () => {
-    const left = await agent.leftovers();
-    await agent.stop();
-    assert.deepEqual(left, [], 'processes were left running by the exec tests');
+  before(() => {
+    client = agent().client;
   });
 
   it('answers health', async () => {
     const health = await client.health();
-    assert.equal(health.pid, agent.child.pid);
+    assert.equal(health.pid, agent().child.pid);
     assert.equal(typeof health.version, 'string');
     assert.ok(health.uptimeMs >= 0);
     assert.equal(typeof health.processes, 'number');
@@ -77,7 +71,7 @@ describe('agent: exec over pipes', () => {
   });
 
   it('uses the cwd asked for, else the home, else /', async () => {
-    const dir = join(agent.dir, 'work');
+    const dir = join(agent().dir, 'work');
     await mkdir(dir);
     assert.equal((await client.run({ cmd: ['pwd'], cwd: dir })).stdout, `${dir}\n`);
     // nobody's home (/nonexistent) does not exist
@@ -146,7 +140,7 @@ describe('agent: exec over pipes', () => {
     assert.deepEqual(r.exit, { exitCode: null, signal: 'SIGKILL', timedOut: true });
     assert.ok(took >= 290 && took < 3000, `took ${took} ms`);
     assert.ok(
-      await eventually(async () => (await agent.leftovers(tag.entry)).length === 0),
+      await eventually(async () => (await agent().leftovers(tag.entry)).length === 0),
       'the background sleep survived',
     );
   });
@@ -158,10 +152,10 @@ describe('agent: exec over pipes', () => {
     await frames.next(); // STARTED
     const out = (await frames.next()).value;
     assert.equal(Buffer.from(out?.payload ?? []).toString(), 'ready\n');
-    assert.equal((await agent.leftovers(tag.entry)).length, 3, 'sh and two sleeps run');
+    assert.equal((await agent().leftovers(tag.entry)).length, 3, 'sh and two sleeps run');
     h.close();
     assert.ok(
-      await eventually(async () => (await agent.leftovers(tag.entry)).length === 0),
+      await eventually(async () => (await agent().leftovers(tag.entry)).length === 0),
       'the process outlived its client',
     );
   });
@@ -177,7 +171,7 @@ describe('agent: exec over pipes', () => {
   });
 
   it('reports a file that is not executable', async () => {
-    const script = join(agent.dir, 'script.sh');
+    const script = join(agent().dir, 'script.sh');
     await writeFile(script, '#!/bin/sh\necho hi\n');
     await chmod(script, 0o644);
     await assert.rejects(client.run({ cmd: [script] }), (err: DenError) => {
@@ -227,7 +221,7 @@ describe('agent: exec over pipes', () => {
     const r = await client.run({ cmd: ['sh', '-c', 'sleep 5 & echo parent done'], env: tag.env });
     assert.equal(r.stdout, 'parent done\n');
     assert.ok(performance.now() - started < 2000);
-    for (const pid of await agent.leftovers(tag.entry)) process.kill(pid, 'SIGKILL');
+    for (const pid of await agent().leftovers(tag.entry)) process.kill(pid, 'SIGKILL');
   });
 
   it('measures the exec round trip (logged, not asserted)', async (t) => {
@@ -248,7 +242,7 @@ describe('agent: exec over pipes', () => {
   });
 
   it('answers AGENT_UNAVAILABLE when nothing listens', async () => {
-    const nowhere = new AgentClient(join(agent.dir, 'no-such.sock'));
+    const nowhere = new AgentClient(join(agent().dir, 'no-such.sock'));
     try {
       await assert.rejects(nowhere.health(), (err: DenError) => {
         assert.equal(err.code, 'AGENT_UNAVAILABLE');

@@ -1,22 +1,13 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
-import { type AgentFixture, startAgent } from './agent-fixture.js';
+import { describe, it } from 'node:test';
+import { agentForSuite } from './agent-fixture.js';
 import { OutputReader } from './output-reader.js';
 
 describe('agent: PTY', () => {
-  let agent: AgentFixture;
-
-  before(async () => {
-    agent = await startAgent();
-  });
-  after(async () => {
-    const left = await agent.leftovers();
-    await agent.stop();
-    assert.deepEqual(left, [], 'processes were left running by the PTY tests');
-  });
+  const agent = agentForSuite('PTY');
 
   it('runs a command on a terminal of the requested size, output as STDOUT', async () => {
-    const r = await agent.client.run({
+    const r = await agent().client.run({
       cmd: ['sh', '-c', 'stty size; test -t 0 && echo tty; echo $TERM; id -u; echo err >&2'],
       pty: { cols: 91, rows: 27 },
     });
@@ -26,7 +17,7 @@ describe('agent: PTY', () => {
   });
 
   it('takes input and shows resizes (RESIZE frame and the resize endpoint)', async () => {
-    const h = await agent.client.openProcess({ cmd: ['sh'], pty: { cols: 80, rows: 24 } });
+    const h = await agent().client.openProcess({ cmd: ['sh'], pty: { cols: 80, rows: 24 } });
     const reader = new OutputReader(h);
     const pid = await reader.pid();
     h.writeStdin('stty size\n');
@@ -34,7 +25,7 @@ describe('agent: PTY', () => {
     h.resize({ cols: 132, rows: 50 });
     h.writeStdin('stty size\n');
     await reader.waitFor('50 132');
-    await agent.client.resize(pid, { cols: 100, rows: 40 });
+    await agent().client.resize(pid, { cols: 100, rows: 40 });
     h.writeStdin('stty size\n');
     await reader.waitFor('40 100');
     h.writeStdin('exit 3\n');
@@ -43,7 +34,7 @@ describe('agent: PTY', () => {
   });
 
   it('ends input with ^D on STDIN_EOF', async () => {
-    const h = await agent.client.openProcess({ cmd: ['cat'], pty: { cols: 80, rows: 24 } });
+    const h = await agent().client.openProcess({ cmd: ['cat'], pty: { cols: 80, rows: 24 } });
     h.writeStdin('abc\n');
     h.closeStdin();
     const r = await h.wait();
@@ -52,14 +43,16 @@ describe('agent: PTY', () => {
   });
 
   it('rejects a bad size and resizing a process without a terminal', async () => {
-    await assert.rejects(agent.client.run({ cmd: ['true'], pty: { cols: 0, rows: 24 } }), { code: 'INVALID_ARGUMENT' });
-    const h = await agent.client.openProcess({ cmd: ['sleep', '100'], background: true });
+    await assert.rejects(agent().client.run({ cmd: ['true'], pty: { cols: 0, rows: 24 } }), {
+      code: 'INVALID_ARGUMENT',
+    });
+    const h = await agent().client.openProcess({ cmd: ['sleep', '100'], background: true });
     const reader = new OutputReader(h);
     const pid = await reader.pid();
     try {
-      await assert.rejects(agent.client.resize(pid, { cols: 80, rows: 24 }), { code: 'INVALID_ARGUMENT' });
+      await assert.rejects(agent().client.resize(pid, { cols: 80, rows: 24 }), { code: 'INVALID_ARGUMENT' });
     } finally {
-      await agent.client.signal(pid, 'SIGKILL');
+      await agent().client.signal(pid, 'SIGKILL');
       await reader.exit();
     }
   });

@@ -1,4 +1,9 @@
-import { DEN_VERSION, type SandboxState, SandboxState as SandboxStateSchema } from '@den/shared';
+import {
+  type CreateSandboxRequest,
+  DEN_VERSION,
+  type SandboxState,
+  SandboxState as SandboxStateSchema,
+} from '@den/shared';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { type CliConfig, type GlobalOptions, resolveCliConfig } from './config.js';
 import { type CpPlan, parseCpArgs } from './cp-path.js';
@@ -22,14 +27,8 @@ export interface Context {
 export interface JsonArgs {
   json: boolean;
 }
-export interface CreateArgs extends JsonArgs {
-  name?: string;
-  image?: string;
-  runtime?: 'runsc' | 'runc';
-  cpus?: number;
-  memoryMB?: number;
-  diskMB?: number;
-  pids?: number;
+/** `den create`: the API's create request; -e and --metadata always give (possibly empty) maps. */
+export interface CreateArgs extends JsonArgs, CreateSandboxRequest {
   env: Record<string, string>;
   metadata: Record<string, string>;
 }

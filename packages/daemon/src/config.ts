@@ -2,6 +2,8 @@ import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DenError, type RuntimeName } from '@den/shared';
+import { DEFAULT_RUNC_BINARY } from './runtime/runc.js';
+import { DEFAULT_RUNSC_BINARY } from './runtime/runsc.js';
 
 /**
  * The daemon's configuration, resolved in one place: defaults < config file (<home>/config.json or --config)
@@ -123,8 +125,8 @@ export function resolveConfig(argv: string[] = [], env: NodeJS.ProcessEnv = proc
     port: m.port ?? 7070,
     databaseUrl: m.databaseUrl,
     defaultRuntime: m.defaultRuntime ?? 'runsc',
-    runscPath: m.runscPath ?? '/var/lib/den/tools/runsc/usr/bin/runsc',
-    runcPath: m.runcPath ?? 'runc',
+    runscPath: m.runscPath ?? DEFAULT_RUNSC_BINARY,
+    runcPath: m.runcPath ?? DEFAULT_RUNC_BINARY,
     logLevel: m.logLevel ?? 'info',
     reconcileIntervalMs: m.reconcileIntervalMs ?? 10_000,
   };

@@ -7,23 +7,11 @@ import { Pty } from './pty.js';
 
 export type { SandboxInfo };
 
-/** Options of `Sandbox.create`: what the sandbox gets, plus how to reach the daemon. */
-export interface SandboxCreateOptions extends ConnectionOptions {
-  /** unique name (a DNS label such as "dev"); sandboxes can then be addressed by it */
-  name?: string;
-  /** image to start from; default "base" */
-  image?: string;
-  /** 'runsc' (gVisor, default) or 'runc' */
-  runtime?: 'runsc' | 'runc';
-  cpus?: number;
-  memoryMB?: number;
-  diskMB?: number;
-  /** process limit inside the sandbox */
-  pids?: number;
-  /** environment for every process in the sandbox */
-  env?: Record<string, string>;
-  /** free-form labels */
-  metadata?: Record<string, string>;
+/**
+ * Options of `Sandbox.create`: what the sandbox gets (the API's `CreateSandboxRequest`: name, image, runtime, cpus,
+ * memoryMB, diskMB, pids, env, metadata), plus how to reach the daemon.
+ */
+export interface SandboxCreateOptions extends CreateSandboxRequest, ConnectionOptions {
   signal?: AbortSignal;
 }
 

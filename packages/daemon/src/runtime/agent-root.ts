@@ -3,6 +3,7 @@ import { chmod, copyFile, mkdir, readdir, readFile, realpath, rename, rm, stat }
 import { basename, dirname, join, relative, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DenError } from '@den/shared';
+import { pathExists } from '../fs-util.js';
 import { isAlive } from './cgroups.js';
 import { AGENT_ENTRY, OOM_GUARD_ENTRY } from './oci-spec.js';
 import { runBinary } from './run-binary.js';
@@ -81,7 +82,7 @@ export async function ensureAgentRoot(
 
   const hash = await hashInputs(files);
   const finalDir = join(agentRootsDir, hash);
-  if (await exists(join(finalDir, AGENT_ENTRY))) return finalDir;
+  if (await pathExists(join(finalDir, AGENT_ENTRY))) return finalDir;
 
   await mkdir(agentRootsDir, { recursive: true });
   await removeStaleTemps(agentRootsDir);
@@ -144,7 +145,7 @@ async function agentTree(agentPkgDir: string, repoRoot: string): Promise<FileEnt
         files.push({ src: f, dest: `${dest}/dist/${relative(join(real, 'dist'), f)}`, mode: 0o644 });
       }
     } else {
-      const native = await exists(join(real, 'binding.gyp'));
+      const native = await pathExists(join(real, 'binding.gyp'));
       for (const f of await walk(real, (rel, isDir) => externalFileFilter(rel, isDir, native))) {
         const mode = (await stat(f)).mode & 0o111 ? 0o755 : 0o644;
         files.push({ src: f, dest: `${dest}/${relative(real, f)}`, mode });
@@ -196,7 +197,7 @@ async function resolvePackageDir(name: string, from: string): Promise<string | u
   let dir = from;
   for (;;) {
     const candidate = join(dir, 'node_modules', name);
-    if (await exists(join(candidate, 'package.json'))) return candidate;
+    if (await pathExists(join(candidate, 'package.json'))) return candidate;
     const parent = dirname(dir);
     if (parent === dir) return undefined;
     dir = parent;
@@ -221,7 +222,7 @@ async function walk(root: string, keep: (rel: string, isDir: boolean) => boolean
       }
     }
   }
-  if (await exists(root)) await visit(root);
+  if (await pathExists(root)) await visit(root);
   return out;
 }
 
@@ -269,14 +270,5 @@ async function removeStaleTemps(agentRootsDir: string): Promise<void> {
     if (pid !== process.pid && !(await isAlive(pid))) {
       await rm(join(agentRootsDir, name), { recursive: true, force: true });
     }
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
   }
 }

@@ -13,6 +13,7 @@ import {
 } from 'node:fs/promises';
 import { join, sep } from 'node:path';
 import { DenError } from '@den/shared';
+import { pathExists } from '../fs-util.js';
 import type { DenPaths } from '../paths.js';
 import type { RootfsManager } from '../services/ports.js';
 import { command } from './command.js';
@@ -35,7 +36,7 @@ export class LoopOverlayRootfs implements RootfsManager {
   ensureDisk(sandboxId: string, diskMB: number): Promise<void> {
     return this.locked(sandboxId, async () => {
       const p = this.paths.sandbox(sandboxId);
-      if (await exists(p.diskFile)) return;
+      if (await pathExists(p.diskFile)) return;
       if (!Number.isInteger(diskMB) || diskMB < 16) {
         throw new DenError('INVALID_ARGUMENT', `diskMB must be an integer of at least 16, got ${diskMB}`);
       }
@@ -67,13 +68,13 @@ export class LoopOverlayRootfs implements RootfsManager {
     return this.locked(sandboxId, async () => {
       const p = this.paths.sandbox(sandboxId);
       if (layerDirs.length === 0) throw new DenError('INVALID_ARGUMENT', 'an image needs at least one layer');
-      if (!(await exists(p.diskFile))) {
+      if (!(await pathExists(p.diskFile))) {
         throw new DenError('INTERNAL', `sandbox ${sandboxId} has no disk (${p.diskFile}); ensureDisk first`);
       }
       for (const l of layerDirs) {
         if (l.includes(':') || l.includes(','))
           throw new DenError('INVALID_ARGUMENT', `layer path ${l} contains : or ,`);
-        if (!(await exists(l))) throw new DenError('INTERNAL', `image layer ${l} is missing from the store`);
+        if (!(await pathExists(l))) throw new DenError('INTERNAL', `image layer ${l} is missing from the store`);
       }
       let mounts = await mountPoints();
       if (!mounts.has(p.diskMount)) {
@@ -85,7 +86,7 @@ export class LoopOverlayRootfs implements RootfsManager {
       }
       const upper = join(p.diskMount, 'upper');
       const work = join(p.diskMount, 'work');
-      if (!(await exists(upper))) {
+      if (!(await pathExists(upper))) {
         // The merged root directory takes its owner and mode from upper/: copy them from the image's top layer
         // (root 0755 for Debian) so / inside looks like the image's. Directories below (e.g. /home/user, owned by
         // uid 1000 in the image) keep their owners when overlayfs copies them up.
@@ -204,7 +205,7 @@ async function umount(target: string): Promise<void> {
 
 /** Detaches every loop device backed by `file`. */
 export async function detachLoops(file: string): Promise<void> {
-  if (!(await exists(file))) return;
+  if (!(await pathExists(file))) return;
   const out = await command('losetup', ['--associated', file, '--noheadings', '--output', 'NAME']).catch(() => '');
   for (const dev of out
     .split('\n')
@@ -216,14 +217,5 @@ export async function detachLoops(file: string): Promise<void> {
       );
       if (still.includes(dev)) throw err;
     });
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
   }
 }

@@ -21,6 +21,8 @@ export interface TestDaemon {
   stop(): Promise<void>;
   /** SIGKILL, as a crash would */
   kill9(): Promise<void>;
+  /** den's bridge of this daemon (also its nft tables and namespace prefix) */
+  bridge: string;
   /** start a new daemon process on the same home (and the same port when possible) */
   restart(): Promise<TestDaemon>;
 }
@@ -31,9 +33,24 @@ process.once('exit', () => {
   for (const proc of running) proc.kill('SIGKILL');
 });
 
+let networksMade = 0;
+
+/**
+ * A bridge and subnet of its own for each test daemon, so daemons of one test (and leftovers of another) never
+ * share rules: `dt<pid><n>` on 10.<100 + pid % 100>.<n>.0/24.
+ */
+export function testNetworkEnv(): NodeJS.ProcessEnv {
+  const n = networksMade++ % 250;
+  return {
+    DEN_NETWORK_BRIDGE: `dt${process.pid % 10000}${n.toString(36)}`,
+    DEN_NETWORK_SUBNET: `10.${100 + (process.pid % 100)}.${n}.0/24`,
+  };
+}
+
 export async function startDaemon(
   opts: { home?: string; listen?: string; env?: NodeJS.ProcessEnv } = {},
 ): Promise<TestDaemon> {
+  if (!opts.env?.DEN_NETWORK_BRIDGE) opts = { ...opts, env: { ...testNetworkEnv(), ...opts.env } };
   const home = opts.home ?? (await mkdtemp(join(tmpdir(), 'den-e2e-')));
   const proc = spawn(process.execPath, [DAEMON_MAIN, '--home', home, '--listen', opts.listen ?? '127.0.0.1:0'], {
     env: { ...process.env, DEN_LOG_LEVEL: 'info', ...opts.env },
@@ -68,6 +85,7 @@ export async function startDaemon(
   const daemon: TestDaemon = {
     url,
     home,
+    bridge: opts.env!.DEN_NETWORK_BRIDGE!,
     proc,
     logs,
     async stop() {

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 
 /**
  * What a daemon home has on the machine right now: mounts under it, loop devices backed by its files, and
@@ -27,4 +27,38 @@ export function leftovers(home: string): string[] {
     if (ids) out.push(`${name} containers: ${ids.replace(/\n/g, ' ')}`);
   }
   return out;
+}
+
+/** Network objects of one daemon's sandboxes: namespaces, bridge ports, per-sandbox nft chains. */
+export function networkLeftovers(bridge: string): string[] {
+  const out: string[] = [];
+  const namespaces = existsSync('/run/netns')
+    ? readdirSync('/run/netns').filter((n) => n.startsWith(`${bridge}-`))
+    : [];
+  if (namespaces.length) out.push(`network namespaces: ${namespaces.join(' ')}`);
+  if (hostNetworkLeftovers(bridge).length) {
+    const ports = execFileSync('ip', ['-o', 'link', 'show', 'master', bridge], { encoding: 'utf8' }).trim();
+    if (ports) out.push(`ports on ${bridge}: ${ports.split('\n').length}`);
+    const chains = tryRun('nft', ['list', 'chains', 'inet', bridge]).match(/chain sbx_\w+/g) ?? [];
+    if (chains.length) out.push(`nft chains: ${chains.join(' ')}`);
+  }
+  return out;
+}
+
+/** The bridge and nft tables a daemon makes at start; gone once it stopped with no sandbox left. */
+export function hostNetworkLeftovers(bridge: string): string[] {
+  const out: string[] = [];
+  if (tryRun('ip', ['link', 'show', 'dev', bridge])) out.push(`bridge ${bridge}`);
+  for (const family of ['inet', 'bridge']) {
+    if (tryRun('nft', ['list', 'table', family, bridge])) out.push(`nft table ${family} ${bridge}`);
+  }
+  return out;
+}
+
+function tryRun(bin: string, args: string[]): string {
+  try {
+    return execFileSync(bin, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+  } catch {
+    return '';
+  }
 }

@@ -5,7 +5,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { spawn as spawnPty } from 'node-pty';
-import { DEN_BIN, destroyDaemon, freePort, startDaemon, type TestDaemon, waitFor } from '../src/harness.js';
+import {
+  DEN_BIN,
+  destroyDaemon,
+  freePort,
+  startDaemon,
+  type TestDaemon,
+  testNetworkEnv,
+  waitFor,
+} from '../src/harness.js';
 
 /** The `den` command as a user types it, against a real daemon. */
 describe('den CLI', () => {
@@ -120,8 +128,9 @@ describe('den CLI', () => {
     const home = mkdtempSync(join(tmpdir(), 'den-up-'));
     const port = await freePort();
     const at = ['--home', home, '--listen', `127.0.0.1:${port}`];
+    const net = testNetworkEnv();
     const plain = (args: string[]) =>
-      spawnSync(DEN_BIN, args, { encoding: 'utf8', env: { ...process.env, DEN_URL: '' }, timeout: 60_000 });
+      spawnSync(DEN_BIN, args, { encoding: 'utf8', env: { ...process.env, ...net, DEN_URL: '' }, timeout: 60_000 });
     try {
       const up = plain(['up', ...at]);
       assert.equal(up.status, 0, up.stderr);

@@ -22,9 +22,9 @@ import {
   type ProcessSpec,
   type PtySize,
 } from '@den/shared';
-import { type AgentHealth, FRAMES_CONTENT_TYPE, JSON_CONTENT_TYPE } from './protocol.js';
+import { type AgentHealth, FRAMES_CONTENT_TYPE, JSON_CONTENT_TYPE, type ListeningSocket } from './protocol.js';
 
-export type { AgentHealth } from './protocol.js';
+export type { AgentHealth, ListeningSocket } from './protocol.js';
 export { FRAMES_CONTENT_TYPE } from './protocol.js';
 
 export interface AgentClientOptions {
@@ -140,6 +140,11 @@ export class AgentClient {
 
   listProcesses(): Promise<ProcessInfo[]> {
     return this.unary<ProcessInfo[]>('GET', '/processes');
+  }
+
+  /** TCP sockets listening inside the sandbox. */
+  listPorts(): Promise<ListeningSocket[]> {
+    return this.unary<ListeningSocket[]>('GET', '/ports');
   }
 
   /** Signals the process's group, e.g. "SIGTERM". */

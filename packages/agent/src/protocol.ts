@@ -21,3 +21,10 @@ export interface AgentHealth {
   /** processes currently running */
   processes: number;
 }
+
+/** One entry of `GET /ports`: a TCP socket listening inside the sandbox. */
+export interface ListeningSocket {
+  port: number;
+  /** bound address: 0.0.0.0 or :: for every interface, 127.0.0.1 / ::1 for loopback only */
+  address: string;
+}

@@ -10,6 +10,7 @@ import { DenError } from './contract.js';
 import * as fileRoutes from './file-routes.js';
 import { FileService } from './files.js';
 import { parseRequest, sendError, sendJson } from './http.js';
+import { listeningSockets } from './ports.js';
 import { ProcessRegistry } from './process-registry.js';
 import * as processRoutes from './process-routes.js';
 import type { AgentHealth } from './protocol.js';
@@ -93,6 +94,8 @@ export function createAgent(options: AgentOptions): Agent {
         return sendJson(stream, 200, health());
       case 'GET /processes':
         return processRoutes.listProcesses(stream, processDeps);
+      case 'GET /ports':
+        return sendJson(stream, 200, await listeningSockets());
       case 'GET /files/content':
         return fileRoutes.readContent(stream, query, fileDeps);
       case 'PUT /files/content':

@@ -2,6 +2,7 @@ import { CommanderError } from 'commander';
 import { cp } from './commands/cp.js';
 import { down, images, status, up } from './commands/daemon.js';
 import { exec, run } from './commands/exec.js';
+import { network, ports } from './commands/network.js';
 import { create, info, lifecycle, list, remove } from './commands/sandbox.js';
 import { resolveCliConfig } from './config.js';
 import { describeError, EXIT_USAGE } from './errors.js';
@@ -21,6 +22,8 @@ export const defaultHandlers: Handlers = {
   exec,
   run,
   cp,
+  ports,
+  network,
 };
 
 export interface RunCliOptions {

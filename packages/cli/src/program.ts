@@ -1,6 +1,7 @@
 import {
   type CreateSandboxRequest,
   DEN_VERSION,
+  type NetworkPolicyName,
   type SandboxState,
   SandboxState as SandboxStateSchema,
 } from '@den/shared';
@@ -56,6 +57,14 @@ export interface ExecArgs {
   interactive: boolean;
   tty: boolean;
 }
+export interface PortsArgs extends JsonArgs {
+  ref: string;
+}
+export interface NetworkArgs {
+  ref: string;
+  policy: NetworkPolicyName;
+  allow: string[];
+}
 export interface RunArgs {
   ref: string;
   /** empty: the user's login shell */
@@ -79,6 +88,8 @@ export interface Handlers {
   exec(ctx: Context, args: ExecArgs): Promise<number>;
   run(ctx: Context, args: RunArgs): Promise<number>;
   cp(ctx: Context, args: CpPlan): Promise<number>;
+  ports(ctx: Context, args: PortsArgs): Promise<number>;
+  network(ctx: Context, args: NetworkArgs): Promise<number>;
 }
 
 /** Filled in by the action that ran. */
@@ -195,6 +206,18 @@ export function buildProgram(options: ProgramOptions): Command {
   defineLifecycle(instance, 'restart');
   defineRemove(instance, 'delete <ref...>').alias('rm');
 
+  // ---- network and previews ----
+  sub(program, 'ports <ref>', 'TCP ports listening in a sandbox, with their preview URLs')
+    .option('--json', 'print JSON')
+    .action((ref: string, o: { json?: boolean }, cmd: Command) =>
+      act(cmd, (ctx) => handlers.ports(ctx, { ref, json: !!o.json })),
+    );
+  sub(program, 'network <ref> <policy>', 'change the egress policy of a sandbox: none, allowlist or full')
+    .option('--allow <cidr|domain>', 'with allowlist: an IPv4 CIDR or a domain name (repeatable)', collect, [])
+    .action((ref: string, policy: string, o: { allow: string[] }, cmd: Command) =>
+      act(cmd, (ctx) => handlers.network(ctx, { ref, policy: parsePolicy(policy), allow: o.allow })),
+    );
+
   // ---- processes and files ----
   sub(program, 'exec <ref> <cmd...>', 'run a command in a sandbox; exits with its exit code')
     .option('-u, --user <user>', 'user (name or uid) to run as')
@@ -285,6 +308,9 @@ interface CreateFlags {
   pids?: number;
   env?: Record<string, string>;
   metadata?: Record<string, string>;
+  network?: NetworkPolicyName;
+  allow: string[];
+  publicPreview?: boolean;
   json?: boolean;
 }
 
@@ -308,6 +334,14 @@ function addCreateOptions(cmd: Command): Command {
     .option('--pids <n>', 'process limit', parsePositiveInteger)
     .option('-e, --env <KEY=VAL>', 'environment variable for every process (repeatable)', collectPair('-e'))
     .option('--metadata <key=value>', 'label (repeatable)', collectPair('--metadata'))
+    .addOption(
+      new Option(
+        '--network <policy>',
+        "egress: none, allowlist (with --allow) or full (default: the daemon's)",
+      ).choices(NETWORK_POLICIES),
+    )
+    .option('--allow <cidr|domain>', 'with --network allowlist: an IPv4 CIDR or domain name (repeatable)', collect, [])
+    .option('--public-preview', 'preview URLs work without the preview token')
     .option('--json', 'print the sandbox as JSON instead of its id');
 }
 
@@ -321,7 +355,26 @@ function createArgs(o: CreateFlags, positionalName: string | undefined): CreateA
   if (o.memory !== undefined) args.memoryMB = o.memory;
   if (o.disk !== undefined) args.diskMB = o.disk;
   if (o.pids !== undefined) args.pids = o.pids;
+  if (o.allow.length && o.network !== 'allowlist') {
+    throw new UsageError('--allow needs --network allowlist');
+  }
+  if (o.network !== undefined) args.network = { policy: o.network, ...(o.allow.length ? { allow: o.allow } : {}) };
+  if (o.publicPreview) args.preview = { public: true };
   return args;
+}
+
+const NETWORK_POLICIES: NetworkPolicyName[] = ['none', 'allowlist', 'full'];
+
+function parsePolicy(text: string): NetworkPolicyName {
+  if (!(NETWORK_POLICIES as string[]).includes(text)) {
+    throw new UsageError(`network policy "${text}" must be one of ${NETWORK_POLICIES.join(', ')}`);
+  }
+  return text as NetworkPolicyName;
+}
+
+/** A commander option parser that collects a repeated option into a list. */
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
 }
 
 /** Parses `KEY=VAL` (the value may contain `=` or be empty). */

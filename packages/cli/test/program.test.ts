@@ -21,7 +21,22 @@ function recorder(exitCode = 0): { handlers: Handlers; calls: Call[] } {
     };
   const handlers = Object.fromEntries(
     (
-      ['up', 'down', 'status', 'images', 'create', 'list', 'info', 'lifecycle', 'remove', 'exec', 'run', 'cp'] as const
+      [
+        'up',
+        'down',
+        'status',
+        'images',
+        'create',
+        'list',
+        'info',
+        'lifecycle',
+        'remove',
+        'exec',
+        'run',
+        'cp',
+        'ports',
+        'network',
+      ] as const
     ).map((h) => [h, record(h)]),
   ) as unknown as Handlers;
   return { handlers, calls };
@@ -44,6 +59,25 @@ async function parse(argv: string[], env: Record<string, string> = {}) {
 }
 
 describe('den argv parsing', () => {
+  it('parses network options of create and the network and ports commands', async () => {
+    const created = await parse(['create', '--network', 'allowlist', '--allow', '10.0.0.0/8', '--allow', 'x.org']);
+    assert.deepEqual((created.call!.args as { network: unknown }).network, {
+      policy: 'allowlist',
+      allow: ['10.0.0.0/8', 'x.org'],
+    });
+    const pub = await parse(['create', '--public-preview', '--network', 'none']);
+    assert.deepEqual((pub.call!.args as { preview: unknown }).preview, { public: true });
+    const bad = await parse(['create', '--allow', 'x.org']);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /--allow needs --network allowlist/);
+    const net = await parse(['network', 'dev', 'allowlist', '--allow', 'pypi.org']);
+    assert.deepEqual(net.call?.args, { ref: 'dev', policy: 'allowlist', allow: ['pypi.org'] });
+    const wrong = await parse(['network', 'dev', 'open']);
+    assert.equal(wrong.code, 2);
+    assert.match(wrong.stderr, /must be one of none, allowlist, full/);
+    assert.deepEqual((await parse(['ports', 'dev', '--json'])).call?.args, { ref: 'dev', json: true });
+  });
+
   it('parses exec options and keeps everything after -- as the command', async () => {
     const { code, call } = await parse([
       'exec',

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { DenError, type RuntimeName } from '@den/shared';
+import { DenError, type NetworkPolicyName, type RuntimeName } from '@den/shared';
 import { DEFAULT_RUNC_BINARY } from './runtime/runc.js';
 import { DEFAULT_RUNSC_BINARY } from './runtime/runsc.js';
 
@@ -24,6 +24,18 @@ export interface DaemonConfig {
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /** how often the reconcile loop compares the database with the runtimes */
   reconcileIntervalMs: number;
+  /** den's Linux bridge; also the name of its nft tables and the prefix of its network namespaces */
+  networkBridge: string;
+  /** IPv4 subnet of the sandboxes (the bridge takes its first address) */
+  networkSubnet: string;
+  /** CIDRs no sandbox reaches whatever its policy (169.254.0.0/16 always) */
+  networkDeny: string[];
+  /** policy of sandboxes created without one */
+  defaultNetwork: { policy: NetworkPolicyName; allow?: string[] };
+  /** upstream DNS servers (host[:port]) of den's resolver; default: the host's /etc/resolv.conf */
+  dnsUpstreams: string[] | undefined;
+  /** preview URLs are http://<port>-<sandbox>.<previewDomain>[:<port of den>] */
+  previewDomain: string;
 }
 
 type Partialish = { [K in keyof DaemonConfig]?: DaemonConfig[K] | undefined };
@@ -53,7 +65,25 @@ function fromEnv(env: NodeJS.ProcessEnv): Partialish {
     runscPath: env.DEN_RUNSC,
     runcPath: env.DEN_RUNC,
     logLevel: env.DEN_LOG_LEVEL as DaemonConfig['logLevel'] | undefined,
+    networkBridge: env.DEN_NETWORK_BRIDGE,
+    networkSubnet: env.DEN_NETWORK_SUBNET,
+    networkDeny: list(env.DEN_NETWORK_DENY),
+    defaultNetwork: env.DEN_NETWORK_DEFAULT_POLICY
+      ? { policy: env.DEN_NETWORK_DEFAULT_POLICY as NetworkPolicyName, allow: list(env.DEN_NETWORK_DEFAULT_ALLOW) }
+      : undefined,
+    dnsUpstreams: list(env.DEN_DNS_UPSTREAMS),
+    previewDomain: env.DEN_PREVIEW_DOMAIN,
   };
+}
+
+/** A comma-separated list from the environment; undefined when unset. */
+function list(value: string | undefined): string[] | undefined {
+  return value === undefined
+    ? undefined
+    : value
+        .split(',')
+        .map((v) => v.trim())
+        .filter(Boolean);
 }
 
 function fromArgs(argv: string[]): Partialish & { config?: string } {
@@ -129,7 +159,25 @@ export function resolveConfig(argv: string[] = [], env: NodeJS.ProcessEnv = proc
     runcPath: m.runcPath ?? DEFAULT_RUNC_BINARY,
     logLevel: m.logLevel ?? 'info',
     reconcileIntervalMs: m.reconcileIntervalMs ?? 10_000,
+    networkBridge: m.networkBridge ?? 'den0',
+    networkSubnet: m.networkSubnet ?? '10.88.0.0/16',
+    networkDeny: m.networkDeny ?? [],
+    defaultNetwork: m.defaultNetwork ?? { policy: 'full' },
+    dnsUpstreams: m.dnsUpstreams,
+    previewDomain: (m.previewDomain ?? 'localhost').toLowerCase(),
   };
+  if (!['none', 'allowlist', 'full'].includes(cfg.defaultNetwork.policy)) {
+    throw new DenError(
+      'INVALID_ARGUMENT',
+      `default network policy "${cfg.defaultNetwork.policy}" must be none, allowlist or full`,
+    );
+  }
+  if (!/^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/.test(cfg.previewDomain)) {
+    throw new DenError(
+      'INVALID_ARGUMENT',
+      `preview domain "${cfg.previewDomain}" must be a DNS name like localhost or preview.example.com`,
+    );
+  }
   if (cfg.defaultRuntime !== 'runsc' && cfg.defaultRuntime !== 'runc') {
     throw new DenError('INVALID_ARGUMENT', `default runtime "${cfg.defaultRuntime}" must be runsc or runc`);
   }

@@ -27,6 +27,8 @@ export interface SandboxPaths {
   socketDir: string;
   agentSocket: string;
   logFile: string;
+  /** generated /etc files (resolv.conf, hosts) bind-mounted into the sandbox */
+  netDir: string;
 }
 
 export function denPaths(home: string, store: string): DenPaths {
@@ -50,6 +52,7 @@ export function denPaths(home: string, store: string): DenPaths {
         socketDir: join(dir, 'sock'),
         agentSocket: join(dir, 'sock', 'agent.sock'),
         logFile: join(dir, 'agent.log'),
+        netDir: join(dir, 'net'),
       };
     },
   };

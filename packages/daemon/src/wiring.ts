@@ -1,15 +1,20 @@
 import { mkdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { AgentClient } from '@den/agent/client';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyServerFactory } from 'fastify';
 import type { Logger as PinoLogger } from 'pino';
 import { createApp } from './api/app.js';
 import type { DaemonConfig } from './config.js';
+import { daemonServer } from './http-server.js';
+import { BridgeNetwork } from './net/bridge-network.js';
+import { dnsUpstreams, sandboxDns } from './net/sandbox-dns.js';
 import { denPaths } from './paths.js';
+import { PreviewProxy } from './proxy/preview-proxy.js';
 import { ensureAgentRoot } from './runtime/agent-root.js';
 import { RuncRuntime } from './runtime/runc.js';
 import { RunscRuntime } from './runtime/runsc.js';
 import type { Runtime, RuntimeName } from './services/ports.js';
+import { PreviewUrls } from './services/preview-urls.js';
 import { SandboxService } from './services/sandbox-service.js';
 import { StatusService } from './services/status-service.js';
 import { ImageStore } from './storage/image-store.js';
@@ -49,11 +54,24 @@ export async function wire(config: DaemonConfig, log: PinoLogger): Promise<Daemo
   const runtimes: Partial<Record<RuntimeName, Runtime>> = {};
   for (const p of probed) if (p.ok) runtimes[p.name] = p.runtime;
 
+  const network = new BridgeNetwork({
+    bridge: config.networkBridge,
+    subnet: config.networkSubnet,
+    deny: config.networkDeny,
+    filesDir: (id) => paths.sandbox(id).netDir,
+    log,
+  });
+  await network.start();
+  const dns = sandboxDns(network, dnsUpstreams(config.dnsUpstreams), log);
+  await dns.start();
+
   const images = new ImageStore(config.store);
   const sandboxes = new SandboxService({
     store: new KyselySandboxStore(database.db),
     runtimes,
     rootfs: new LoopOverlayRootfs(paths),
+    network,
+    defaultNetwork: network.normalize(config.defaultNetwork),
     images,
     connectAgent: (socketPath) => new AgentClient(socketPath),
     paths,
@@ -67,7 +85,20 @@ export async function wire(config: DaemonConfig, log: PinoLogger): Promise<Daemo
     runtimes: probed.map((p) => ({ name: p.name, runtime: p.ok ? p.runtime : undefined, version: p.version })),
     database: database.description,
   });
-  const app = await createApp({ sandboxes, status }, { logger: log });
+  const previews = new PreviewUrls(config.previewDomain);
+  const proxy = new PreviewProxy({
+    domain: config.previewDomain,
+    resolver: { resolve: (ref, port) => sandboxes.previewTarget(ref, port) },
+    log,
+  });
+  const app = await createApp(
+    { sandboxes, status, previews },
+    { logger: log, serverFactory: daemonServer(proxy) as unknown as FastifyServerFactory },
+  );
+  app.addHook('onListen', async () => {
+    const address = app.server.address();
+    if (address && typeof address === 'object') previews.setOrigin(address.address, address.port);
+  });
 
   await sandboxes.reconcileAll({ removeStrays: true });
   const timer = setInterval(() => {
@@ -83,7 +114,11 @@ export async function wire(config: DaemonConfig, log: PinoLogger): Promise<Daemo
     async close() {
       clearInterval(timer);
       await app.close();
+      proxy.close();
       await sandboxes.shutdown();
+      await dns.close();
+      // With no sandbox left, den leaves nothing on the host: no bridge, no nft tables.
+      if ((await sandboxes.list()).length === 0) await network.removeHostNetwork();
       await database.db.destroy();
     },
   };

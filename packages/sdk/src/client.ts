@@ -5,6 +5,8 @@ import type {
   ExecRequest,
   FileEntry,
   Image,
+  ListeningPort,
+  NetworkSettings,
   ProcessInfo,
   Sandbox as SandboxInfo,
   SandboxState,
@@ -201,6 +203,52 @@ export class DenClient {
    */
   async deleteSandbox(ref: string, opts?: RequestOptions): Promise<void> {
     await this.empty({ method: 'DELETE', path: sandboxPath(ref), timeout: 'body' }, opts);
+  }
+
+  /**
+   * Changes a sandbox's egress policy; a running sandbox gets it at once.
+   *
+   * @example
+   * ```ts
+   * await den.updateNetwork('dev', { policy: 'allowlist', allow: ['registry.npmjs.org', '10.0.0.0/8'] });
+   * ```
+   */
+  async updateNetwork(ref: string, settings: NetworkSettings, opts?: RequestOptions): Promise<SandboxInfo> {
+    return this.json(
+      { method: 'PUT', path: `${sandboxPath(ref)}/network`, body: { json: settings }, timeout: 'body' },
+      opts,
+    );
+  }
+
+  /**
+   * Makes a sandbox's preview URLs public (no token needed) or private again.
+   *
+   * @example
+   * ```ts
+   * await den.updatePreview('web', { public: true });
+   * ```
+   */
+  async updatePreview(ref: string, settings: { public: boolean }, opts?: RequestOptions): Promise<SandboxInfo> {
+    return this.json(
+      { method: 'PUT', path: `${sandboxPath(ref)}/preview`, body: { json: settings }, timeout: 'body' },
+      opts,
+    );
+  }
+
+  /**
+   * TCP ports listening inside a running sandbox, with their preview URLs.
+   *
+   * @example
+   * ```ts
+   * const ports = await den.listPorts('web'); // [{ port: 8000, address: '0.0.0.0', urls: { host, path }, ... }]
+   * ```
+   */
+  async listPorts(ref: string, opts?: RequestOptions): Promise<ListeningPort[]> {
+    const body = await this.json<{ ports: ListeningPort[] }>(
+      { method: 'GET', path: `${sandboxPath(ref)}/ports`, timeout: 'body' },
+      opts,
+    );
+    return body.ports;
   }
 
   // ---- processes ----

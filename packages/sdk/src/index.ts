@@ -18,6 +18,9 @@ export type {
   FileEntry,
   FileType,
   Image,
+  ListeningPort,
+  NetworkPolicyName,
+  NetworkSettings,
   ProcessInfo,
   ProcessSpec,
   PtySize,
@@ -37,6 +40,7 @@ export {
 } from './config.js';
 export * from './errors.js';
 export { type FileOptions, Files, type ReadFormat, type ReadFormats, type WriteData } from './files.js';
+export { Ports, PortWaitTimeoutError, type WaitForPortOptions } from './ports.js';
 export type { CommandResult, OutputOptions } from './process-stream.js';
 export { DEFAULT_PTY_COMMAND, DEFAULT_TERM, Pty, type PtyCreateOptions, PtyHandle } from './pty.js';
 export { Sandbox, type SandboxCreateOptions, type SandboxInfo, type SandboxListOptions } from './sandbox.js';

@@ -1,8 +1,9 @@
-import type { CreateSandboxRequest, Sandbox as SandboxInfo, SandboxState } from '@den/shared';
+import type { CreateSandboxRequest, NetworkSettings, Sandbox as SandboxInfo, SandboxState } from '@den/shared';
 import { DenClient } from './client.js';
 import { Commands } from './commands.js';
 import type { ConnectionOptions, RequestOptions } from './config.js';
 import { Files } from './files.js';
+import { Ports } from './ports.js';
 import { Pty } from './pty.js';
 
 export type { SandboxInfo };
@@ -45,14 +46,35 @@ export class Sandbox {
   readonly files: Files;
   /** interactive processes on pseudo-terminals */
   readonly pty: Pty;
+  /** listening ports and their preview URLs */
+  readonly ports: Ports;
+  /** the egress policy */
+  readonly network: {
+    /**
+     * Changes the egress policy at once, also while the sandbox runs.
+     *
+     * @example
+     * ```ts
+     * await sbx.network.update({ policy: 'allowlist', allow: ['pypi.org', '*.pythonhosted.org'] });
+     * ```
+     */
+    update(settings: NetworkSettings, opts?: RequestOptions): Promise<SandboxInfo>;
+  };
+  /** secret of private previews: header X-Den-Preview-Token, query den_preview_token */
+  readonly previewToken: string;
+  private readonly previewDomain: string;
   /** the HTTP layer this sandbox uses */
   readonly client: DenClient;
 
   /** @internal Use `Sandbox.create` or `Sandbox.connect`. */
-  constructor(info: Pick<SandboxInfo, 'id' | 'name'>, client: DenClient) {
+  constructor(info: Pick<SandboxInfo, 'id' | 'name' | 'preview'>, client: DenClient) {
     this.id = info.id;
     this.name = info.name;
     this.client = client;
+    this.previewToken = info.preview.token;
+    this.previewDomain = info.preview.domain;
+    this.ports = new Ports(client, info.id);
+    this.network = { update: (settings, opts) => client.updateNetwork(info.id, settings, opts) };
     this.commands = new Commands(client, info.id);
     this.files = new Files(client, info.id);
     this.pty = new Pty(client, info.id);
@@ -104,6 +126,19 @@ export class Sandbox {
   static list(opts: SandboxListOptions = {}): Promise<SandboxInfo[]> {
     const { state, signal, ...conn } = opts;
     return new DenClient(conn).listSandboxes(state ? { state } : {}, signal ? { signal } : undefined);
+  }
+
+  /**
+   * The host (and port) that reaches `port` inside the sandbox through den's preview proxy, as E2B's `getHost`:
+   * `8000-<id>.localhost:7070`. Private previews also need `previewToken`.
+   *
+   * @example
+   * ```ts
+   * const res = await fetch(`http://${sbx.getHost(8000)}/`, { headers: { 'X-Den-Preview-Token': sbx.previewToken } });
+   * ```
+   */
+  getHost(port: number): string {
+    return `${port}-${this.id}.${this.previewDomain}`;
   }
 
   /**

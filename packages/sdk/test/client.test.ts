@@ -39,7 +39,13 @@ describe('DenClient without a daemon', () => {
   });
 
   it('rejects bad PTY sizes and relative file paths before sending', async () => {
-    const sbx = new Sandbox({ id: 'aaaaaaaaaaaaaaaaaaaa', name: null }, new DenClient({ url: 'http://127.0.0.1:9' }));
+    const info = {
+      id: 'aaaaaaaaaaaaaaaaaaaa',
+      name: null,
+      preview: { public: false, token: 't', domain: 'localhost:9' },
+    };
+    const sbx = new Sandbox(info, new DenClient({ url: 'http://127.0.0.1:9' }));
+    assert.equal(sbx.getHost(8000), '8000-aaaaaaaaaaaaaaaaaaaa.localhost:9');
     await assert.rejects(sbx.pty.create({ cols: 0, rows: 24, onData: () => {} }), InvalidArgumentError);
     await assert.rejects(sbx.files.read('etc/passwd'), /relative/);
     await assert.rejects(sbx.files.write('/a/../b', 'x'), InvalidArgumentError);

@@ -41,6 +41,38 @@ const Metadata = Type.Record(Type.String({ maxLength: 128 }), Type.String({ maxL
   description: 'free-form labels, returned as given and usable as list filters',
 });
 
+export const NetworkPolicyName = Type.Union([Type.Literal('none'), Type.Literal('allowlist'), Type.Literal('full')], {
+  description:
+    'egress policy: none (no traffic out; previews still reach the sandbox), allowlist (only the CIDRs and domain ' +
+    'names in `allow`), full (anything but other sandboxes, the host and 169.254.0.0/16)',
+});
+export type NetworkPolicyName = Static<typeof NetworkPolicyName>;
+
+export const NetworkSettings = Type.Object(
+  {
+    policy: NetworkPolicyName,
+    allow: Type.Optional(
+      Type.Array(Type.String({ minLength: 1, maxLength: 253 }), {
+        maxItems: 256,
+        description:
+          'for allowlist: IPv4 addresses or CIDRs (10.0.0.0/8) and domain names (example.com, *.example.com)',
+      }),
+    ),
+  },
+  { additionalProperties: false },
+);
+export type NetworkSettings = Static<typeof NetworkSettings>;
+
+export const PreviewSettings = Type.Object(
+  {
+    public: Type.Boolean({
+      description: 'true: anyone who can reach den may open the preview URLs; false: they need the preview token',
+    }),
+  },
+  { additionalProperties: false },
+);
+export type PreviewSettings = Static<typeof PreviewSettings>;
+
 export const CreateSandboxRequest = Type.Object(
   {
     name: Type.Optional(Type.String({ pattern: SANDBOX_NAME_PATTERN, description: 'unique name (DNS label)' })),
@@ -52,6 +84,8 @@ export const CreateSandboxRequest = Type.Object(
     pids: Type.Optional(Type.Integer({ minimum: LIMITS.pids.min, maximum: LIMITS.pids.max })),
     env: Type.Optional(EnvMap),
     metadata: Type.Optional(Metadata),
+    network: Type.Optional(NetworkSettings),
+    preview: Type.Optional(PreviewSettings),
   },
   { additionalProperties: false },
 );
@@ -71,12 +105,38 @@ export const Sandbox = Type.Object({
   pids: Type.Integer(),
   env: EnvMap,
   metadata: Metadata,
-  network: Type.Literal('none'),
+  network: Type.Object({
+    policy: NetworkPolicyName,
+    allow: Type.Array(Type.String()),
+    /** the sandbox's IPv4 address on den's bridge (reachable from the host only) */
+    address: Type.Union([Type.String(), Type.Null()]),
+  }),
+  preview: Type.Object({
+    public: Type.Boolean(),
+    /** send as header X-Den-Preview-Token, query den_preview_token or (set by den) cookie, unless public */
+    token: Type.String(),
+    /** preview hosts are `<port>-<sandbox id>.<domain>`; the domain includes den's port when it is not 80 */
+    domain: Type.String(),
+  }),
   createdAt: Type.String({ format: 'date-time' }),
   startedAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
   lastError: Type.Union([Type.String(), Type.Null()]),
 });
 export type Sandbox = Static<typeof Sandbox>;
+
+export const ListeningPort = Type.Object({
+  port: Type.Integer(),
+  /** the address the socket is bound to inside the sandbox (0.0.0.0 / :: = every interface) */
+  address: Type.String(),
+  protocol: Type.Literal('tcp'),
+  /** false when bound to loopback only: previews cannot reach it */
+  reachable: Type.Boolean(),
+  /** preview URLs (host form and path form) */
+  urls: Type.Object({ host: Type.String(), path: Type.String() }),
+});
+export type ListeningPort = Static<typeof ListeningPort>;
+export const PortList = Type.Object({ ports: Type.Array(ListeningPort) });
+export type PortList = Static<typeof PortList>;
 
 export const SandboxList = Type.Object({ sandboxes: Type.Array(Sandbox) });
 export type SandboxList = Static<typeof SandboxList>;

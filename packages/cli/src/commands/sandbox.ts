@@ -59,7 +59,11 @@ export function describe(s: SandboxInfo): string {
     ['memory', formatMB(s.memoryMB)],
     ['disk', formatMB(s.diskMB)],
     ['pids', String(s.pids)],
-    ['network', s.network],
+    [
+      'network',
+      `${s.network.policy}${s.network.allow.length ? ` (${s.network.allow.join(', ')})` : ''}, address ${s.network.address ?? '-'}`,
+    ],
+    ['preview', s.preview.public ? 'public' : `private (token ${s.preview.token})`],
     ['created', `${s.createdAt} (${formatAge(s.createdAt)})`],
     ['started', s.startedAt ? `${s.startedAt} (${formatAge(s.startedAt)})` : '-'],
   ];

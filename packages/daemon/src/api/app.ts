@@ -1,7 +1,8 @@
 import { DEN_VERSION } from '@den/shared';
 import swagger from '@fastify/swagger';
 import websocket from '@fastify/websocket';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServerFactory } from 'fastify';
+import type { PreviewUrls } from '../services/preview-urls.js';
 import type { SandboxService } from '../services/sandbox-service.js';
 import type { StatusService } from '../services/status-service.js';
 import { installErrorHandling } from './errors.js';
@@ -12,13 +13,18 @@ import { sandboxRoutes } from './sandboxes.js';
 export interface ApiDeps {
   sandboxes: SandboxService;
   status: StatusService;
+  previews: PreviewUrls;
 }
 
 let requestCounter = 0;
 
 /** Builds the HTTP app without listening, so tests can `inject()` and main.ts can `listen()`. */
-export async function createApp(deps: ApiDeps, opts: { logger?: FastifyBaseLogger } = {}): Promise<FastifyInstance> {
+export async function createApp(
+  deps: ApiDeps,
+  opts: { logger?: FastifyBaseLogger; serverFactory?: FastifyServerFactory } = {},
+): Promise<FastifyInstance> {
   const app = Fastify({
+    ...(opts.serverFactory ? { serverFactory: opts.serverFactory } : {}),
     ...(opts.logger ? { loggerInstance: opts.logger } : { logger: false }),
     genReqId: () => `req-${process.pid.toString(36)}-${(++requestCounter).toString(36)}`,
     ajv: {

@@ -64,6 +64,11 @@ export abstract class OciRuntime implements Runtime {
   /** Flags placed before every subcommand. runsc does not remember them after `create`, so they go on every call. */
   protected abstract globalArgs(): string[];
 
+  /** How `create` and `start` are run (runsc wraps them; see there). */
+  protected createCommand(args: string[]): { binary: string; args: string[] } {
+    return { binary: this.binary, args };
+  }
+
   /** Runs between `create` and `start`, with the host pid the runtime wrote to the pid file. */
   protected async afterCreate(_config: ContainerConfig, _pid: number): Promise<void> {}
 
@@ -102,11 +107,20 @@ export abstract class OciRuntime implements Runtime {
     const log = await open(config.logFile, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT, 0o600);
     const logStart = (await log.stat()).size;
     try {
-      const exit = await spawnBinary(
-        this.binary,
-        [...this.globalArgs(), 'create', '--bundle', config.bundleDir, '--pid-file', pidFile, config.id],
-        { runtime: this.name, timeoutMs: TIMEOUT_MS.create, outputFd: log.fd },
-      );
+      const create = this.createCommand([
+        ...this.globalArgs(),
+        'create',
+        '--bundle',
+        config.bundleDir,
+        '--pid-file',
+        pidFile,
+        config.id,
+      ]);
+      const exit = await spawnBinary(create.binary, create.args, {
+        runtime: this.name,
+        timeoutMs: TIMEOUT_MS.create,
+        outputFd: log.fd,
+      });
       if (exit.code !== 0) {
         // The runtime's stderr was the log file (the container inherits it); its error is the log's new tail.
         const tail = await readTail(config.logFile, logStart);
@@ -117,7 +131,8 @@ export abstract class OciRuntime implements Runtime {
       const pid = Number.parseInt(await readFile(pidFile, 'utf8'), 10);
       if (!(pid > 0)) throw runtimeFailed(this.name, 'create', `no pid in ${pidFile}`);
       await this.afterCreate(config, pid);
-      await this.invoke(['start', config.id], TIMEOUT_MS.start);
+      const start = this.createCommand([...this.globalArgs(), 'start', config.id]);
+      await runBinary(start.binary, start.args, { runtime: this.name, timeoutMs: TIMEOUT_MS.start });
     } catch (err) {
       await this.delete(config.id).catch(() => undefined);
       throw err;

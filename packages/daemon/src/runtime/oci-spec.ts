@@ -224,6 +224,9 @@ export function buildSpec(config: ContainerConfig, runtime: RuntimeName, options
       options: ['rbind', 'ro', 'nosuid', 'nodev'],
     },
   ];
+  for (const f of config.files ?? []) {
+    mounts.push({ destination: f.destination, type: 'bind', source: f.source, options: ['bind', 'ro'] });
+  }
   if (runsc) {
     // runsc mounts a sandbox-internal tmpfs over an empty /tmp unless the spec mounts /tmp itself (runsc/boot/vfs.go
     // mountTmp). den keeps /tmp on the sandbox's persistent disk like every other directory, so it is bound here.
@@ -240,7 +243,13 @@ export function buildSpec(config: ContainerConfig, runtime: RuntimeName, options
     rlimits.push({ type: 'RLIMIT_NPROC', soft: config.pids, hard: config.pids });
   }
 
-  const namespaces = [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }, { type: 'network' }];
+  const namespaces: { type: string; path?: string }[] = [
+    { type: 'pid' },
+    { type: 'ipc' },
+    { type: 'uts' },
+    { type: 'mount' },
+    config.netnsPath ? { type: 'network', path: config.netnsPath } : { type: 'network' },
+  ];
   // runc: hide the host's cgroup paths. runsc's sentry has its own cgroupfs and ignores it.
   if (!runsc) namespaces.push({ type: 'cgroup' });
 

@@ -26,7 +26,9 @@ export class RuncRuntime extends OciRuntime {
    * nothing in the sandbox can use 127.0.0.1. The container's init is stopped in `create` until `start`, so this is
    * done before any sandbox code runs.
    */
-  protected override async afterCreate(_config: ContainerConfig, pid: number): Promise<void> {
+  protected override async afterCreate(config: ContainerConfig, pid: number): Promise<void> {
+    // A namespace from den's network manager already has lo up.
+    if (config.netnsPath) return;
     await runBinary('nsenter', [`--net=/proc/${pid}/ns/net`, 'ip', 'link', 'set', 'lo', 'up'], {
       runtime: this.name,
       timeoutMs: 10_000,

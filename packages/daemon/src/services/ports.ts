@@ -4,9 +4,9 @@
  * because the reconcile loop repeats steps after a crash.
  */
 import type { AgentClient } from '@den/agent/client';
-import type { Image, RuntimeName, SandboxState } from '@den/shared';
+import type { Image, NetworkPolicyName, RuntimeName, SandboxState } from '@den/shared';
 
-export type { RuntimeName, SandboxState };
+export type { NetworkPolicyName, RuntimeName, SandboxState };
 
 /** What a runtime needs to start one sandbox container. All paths are on the host. */
 export interface ContainerConfig {
@@ -29,6 +29,10 @@ export interface ContainerConfig {
   memoryMB: number;
   /** process limit inside the sandbox (RLIMIT_NPROC for runsc, pids cgroup for runc) */
   pids: number;
+  /** the sandbox's network namespace (NetworkManager.setUp); absent: a new namespace with loopback only */
+  netnsPath?: string;
+  /** host files bind-mounted read-only into the sandbox (/etc/resolv.conf, /etc/hosts) */
+  files?: { source: string; destination: string }[];
 }
 
 export type ContainerStatus = 'created' | 'running' | 'paused' | 'stopped';
@@ -96,6 +100,52 @@ export interface SandboxRecord {
   createdAt: string;
   startedAt: string | null;
   lastError: string | null;
+  /** IPv4 address on den's bridge, allocated at create and kept until the sandbox is removed */
+  address: string | null;
+  network: NetworkPolicy;
+  previewPublic: boolean;
+  /** secret for private previews */
+  previewToken: string;
+}
+
+/** A sandbox's egress policy; `allow` holds normalized CIDRs and domain patterns (allowlist only). */
+export interface NetworkPolicy {
+  policy: NetworkPolicyName;
+  allow: string[];
+}
+
+export interface SandboxNetworkSpec {
+  sandboxId: string;
+  address: string;
+  hostname: string;
+  network: NetworkPolicy;
+}
+
+/** What a runtime needs to put a sandbox into its network (ContainerConfig.netnsPath and .files). */
+export interface SandboxNetworkAttachment {
+  netnsPath: string;
+  files: { source: string; destination: string }[];
+}
+
+/**
+ * Sandbox networking: a namespace per sandbox on den's bridge, egress policy, DNS. All steps are idempotent.
+ * A stopped sandbox holds no kernel network objects; its address stays allocated in its record.
+ */
+export interface NetworkManager {
+  /** checks and normalizes a policy from a request; throws INVALID_ARGUMENT naming the bad entry */
+  normalize(settings: { policy: NetworkPolicyName; allow?: string[] }): NetworkPolicy;
+  /** the lowest free address, given those in use; throws RESOURCE_EXHAUSTED when the subnet is full */
+  allocateAddress(inUse: Iterable<string>): string;
+  /** (re)creates the namespace, veth, address, routes and rules; call before every container start */
+  setUp(spec: SandboxNetworkSpec): Promise<SandboxNetworkAttachment>;
+  /** (re)applies rules and the resolver's view for a sandbox that is already running (after a daemon restart) */
+  adopt(spec: SandboxNetworkSpec): Promise<void>;
+  /** changes the egress policy of a sandbox, running or not */
+  updatePolicy(spec: SandboxNetworkSpec): Promise<void>;
+  /** removes namespace, veth and rules; no error when already gone */
+  tearDown(sandboxId: string, address: string | null): Promise<void>;
+  /** sandbox ids that have a namespace of this daemon on the machine (for the reconcile loop to find strays) */
+  listOnMachine(): Promise<string[]>;
 }
 
 export type DesiredState = 'running' | 'stopped' | 'deleted';

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
 import { availableParallelism, totalmem } from 'node:os';
 import {
@@ -6,6 +7,7 @@ import {
   isSandboxId,
   isSandboxName,
   LIMITS,
+  type NetworkSettings,
   newSandboxId,
   SANDBOX_NAME_HINT,
   type Sandbox,
@@ -17,6 +19,8 @@ import type {
   AgentConnection,
   AgentConnector,
   ImageCatalog,
+  NetworkManager,
+  NetworkPolicy,
   RootfsManager,
   Runtime,
   RuntimeName,
@@ -34,6 +38,9 @@ export interface SandboxServiceDeps {
   store: SandboxStore;
   runtimes: Partial<Record<RuntimeName, Runtime>>;
   rootfs: RootfsManager;
+  network: NetworkManager;
+  /** policy of sandboxes created without one */
+  defaultNetwork: NetworkPolicy;
   images: ImageCatalog;
   connectAgent: AgentConnector;
   paths: DenPaths;
@@ -55,6 +62,8 @@ const STOP_GRACE_MS = 3_000;
 export class SandboxService {
   private readonly locks = new KeyedMutex();
   private readonly agents = new Map<string, AgentConnection>();
+  /** sandboxes whose network rules this daemon process has applied */
+  private readonly adopted = new Set<string>();
 
   constructor(private readonly deps: SandboxServiceDeps) {}
 
@@ -105,6 +114,7 @@ export class SandboxService {
     const cpus = req.cpus ?? LIMITS.cpus.default;
     const memoryMB = req.memoryMB ?? LIMITS.memoryMB.default;
     this.checkHostCapacity(cpus, memoryMB);
+    const network = req.network ? this.deps.network.normalize(req.network) : this.deps.defaultNetwork;
 
     const rec: SandboxRecord = {
       id: newSandboxId(),
@@ -122,10 +132,17 @@ export class SandboxService {
       createdAt: new Date().toISOString(),
       startedAt: null,
       lastError: null,
+      address: null,
+      network,
+      previewPublic: req.preview?.public ?? false,
+      previewToken: newPreviewToken(),
     };
     // The row goes in first: whatever exists on the machine for a sandbox always has a row, so a crash at any
-    // later point is finished (or cleaned up) by reconcile.
-    await this.deps.store.insert(rec);
+    // later point is finished (or cleaned up) by reconcile. The address is chosen and stored in one step.
+    await this.locks.run(ADDRESS_LOCK, async () => {
+      rec.address = this.deps.network.allocateAddress(await this.addressesInUse());
+      await this.deps.store.insert(rec);
+    });
     return this.locks.run(rec.id, async () => {
       try {
         return await this.ensureRunning(rec, { fresh: true });
@@ -175,6 +192,41 @@ export class SandboxService {
     });
   }
 
+  /** Changes the egress policy; a running sandbox gets it at once (open connections stay). */
+  async updateNetwork(ref: string, settings: NetworkSettings): Promise<SandboxRecord> {
+    const rec = await this.resolve(ref);
+    const network = this.deps.network.normalize(settings);
+    return this.locks.run(rec.id, async () => {
+      const updated = (await this.deps.store.update(rec.id, { network }))!;
+      if (updated.state === 'running' && updated.address) {
+        await this.deps.network.updatePolicy(this.networkSpec(updated, updated.address));
+      }
+      return updated;
+    });
+  }
+
+  async updatePreview(ref: string, settings: { public: boolean }): Promise<SandboxRecord> {
+    const rec = await this.resolve(ref);
+    return (await this.deps.store.update(rec.id, { previewPublic: settings.public }))!;
+  }
+
+  /** TCP ports listening inside a running sandbox, from its agent. */
+  async listeningPorts(ref: string): Promise<{ sandboxId: string; sockets: { port: number; address: string }[] }> {
+    const rec = await this.resolve(ref);
+    const sockets = await (await this.agentFor(rec.id)).listPorts();
+    return { sandboxId: rec.id, sockets };
+  }
+
+  /** Where the preview proxy sends a request for `port` of a sandbox, and the token it must check. */
+  async previewTarget(
+    ref: string,
+    port: number,
+  ): Promise<{ sandboxId: string; address: string; port: number; token: string | null }> {
+    const rec = await this.resolve(ref);
+    if (rec.state !== 'running' || !rec.address) await this.agentFor(rec.id);
+    return { sandboxId: rec.id, address: rec.address!, port, token: rec.previewPublic ? null : rec.previewToken };
+  }
+
   // ---- reconcile ----
 
   /**
@@ -196,6 +248,12 @@ export class SandboxService {
             .delete(c.id)
             .catch((err: unknown) => this.deps.log.error({ err: String(err) }, 'stray delete failed'));
         }
+      }
+    }
+    for (const id of await this.deps.network.listOnMachine()) {
+      if (!known.has(id)) {
+        this.deps.log.warn({ sandbox: id }, 'removing a network namespace no sandbox owns');
+        await this.deps.network.tearDown(id, null);
       }
     }
     for (const id of await this.deps.rootfs.listOnDisk()) {
@@ -241,6 +299,11 @@ export class SandboxService {
     try {
       await this.agent(rec.id).waitReady(2_000);
       if (rec.state !== 'running') await this.deps.store.update(rec.id, { state: 'running', lastError: null });
+      // A daemon that restarted finds the sandbox running: its rules and the resolver's view are restored once.
+      if (rec.address && !this.adopted.has(rec.id)) {
+        await this.deps.network.adopt(this.networkSpec(rec, rec.address));
+        this.adopted.add(rec.id);
+      }
       return true;
     } catch {
       return false;
@@ -266,6 +329,10 @@ export class SandboxService {
     t.mark('mount');
     this.dropAgent(rec.id);
     if (!opts.fresh) await rt.delete(rec.id);
+    const address = rec.address ?? (await this.assignAddress(rec.id));
+    const net = await this.deps.network.setUp(this.networkSpec(rec, address));
+    this.adopted.add(rec.id);
+    t.mark('network');
     await rm(p.agentSocket, { force: true });
     await mkdir(p.socketDir, { recursive: true });
     const sandboxEnv = {
@@ -284,6 +351,8 @@ export class SandboxService {
       cpus: rec.cpus,
       memoryMB: rec.memoryMB,
       pids: rec.pids,
+      netnsPath: net.netnsPath,
+      files: net.files,
     });
     t.mark('runtime');
     await this.agent(rec.id).waitReady(AGENT_READY_TIMEOUT_MS);
@@ -312,6 +381,9 @@ export class SandboxService {
     t.mark('terminate');
     await rt.delete(rec.id);
     t.mark('delete');
+    await this.deps.network.tearDown(rec.id, rec.address);
+    this.adopted.delete(rec.id);
+    t.mark('network');
     await this.deps.rootfs.unmount(rec.id);
     t.mark('unmount');
     this.deps.log.info({ sandbox: rec.id, ms: t.steps }, 'sandbox stopped');
@@ -322,12 +394,35 @@ export class SandboxService {
     this.dropAgent(rec.id);
     const rt = this.deps.runtimes[rec.runtime];
     if (rt) await rt.delete(rec.id);
+    await this.deps.network.tearDown(rec.id, rec.address);
+    this.adopted.delete(rec.id);
     await this.deps.rootfs.destroy(rec.id);
     await rm(this.deps.paths.sandbox(rec.id).dir, { recursive: true, force: true });
     await this.deps.store.delete(rec.id);
   }
 
   // ---- helpers ----
+
+  private networkSpec(rec: SandboxRecord, address: string) {
+    return { sandboxId: rec.id, address, hostname: rec.name ?? rec.id, network: rec.network };
+  }
+
+  private async addressesInUse(): Promise<string[]> {
+    return (await this.deps.store.list()).flatMap((r) => (r.address ? [r.address] : []));
+  }
+
+  /** For sandboxes created before den had networking: they get an address at their next start. */
+  private async assignAddress(id: string): Promise<string> {
+    return this.locks.run(ADDRESS_LOCK, async () => {
+      const address = this.deps.network.allocateAddress(await this.addressesInUse());
+      await this.deps.store.update(id, { address, ...(await this.missingToken(id)) });
+      return address;
+    });
+  }
+
+  private async missingToken(id: string): Promise<{ previewToken?: string }> {
+    return (await this.deps.store.get(id))?.previewToken ? {} : { previewToken: newPreviewToken() };
+  }
 
   private agent(id: string): AgentConnection {
     let agent = this.agents.get(id);
@@ -384,8 +479,21 @@ export class SandboxService {
   }
 }
 
-export function toSandbox(rec: SandboxRecord): Sandbox {
-  return { ...rec, network: 'none' };
+/** The API view of a sandbox; `previewDomain` is what preview hosts end with (PreviewUrls.domainWithPort). */
+export function toSandbox(rec: SandboxRecord, previewDomain: string): Sandbox {
+  const { address, network, previewPublic, previewToken, ...rest } = rec;
+  return {
+    ...rest,
+    network: { policy: network.policy, allow: network.allow, address },
+    preview: { public: previewPublic, token: previewToken, domain: previewDomain },
+  };
+}
+
+/** Key of the lock that makes choosing an address and storing it one step. */
+const ADDRESS_LOCK = 'address-allocation';
+
+function newPreviewToken(): string {
+  return randomBytes(24).toString('base64url');
 }
 
 function sleep(ms: number): Promise<void> {

@@ -13,10 +13,10 @@ import {
 } from 'node:fs/promises';
 import { join, sep } from 'node:path';
 import { DenError } from '@den/shared';
+import { command } from '../command.js';
 import { pathExists } from '../fs-util.js';
 import type { DenPaths } from '../paths.js';
 import type { RootfsManager } from '../services/ports.js';
-import { command } from './command.js';
 
 /**
  * A sandbox's root filesystem (RUNTIME-NOTES: "a real per-sandbox disk limit"):

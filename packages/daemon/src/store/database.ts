@@ -29,6 +29,12 @@ export interface SandboxesTable {
   started_at: string | null;
   last_error: string | null;
   updated_at: string;
+  address: string | null;
+  /** NetworkPolicy as JSON */
+  network_json: string;
+  /** 0 or 1 (portable boolean) */
+  preview_public: number;
+  preview_token: string;
   /** bumped on every update: lets the reconcile loop notice concurrent changes */
   version: Generated<number>;
 }

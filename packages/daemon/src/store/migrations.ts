@@ -33,4 +33,29 @@ export const migrations: Record<string, Migration> = {
       await db.schema.dropTable('sandboxes').execute();
     },
   },
+  '0002_sandbox_network': {
+    async up(db: Kysely<unknown>) {
+      await db.schema.alterTable('sandboxes').addColumn('address', 'text').execute();
+      await db.schema
+        .alterTable('sandboxes')
+        .addColumn('network_json', 'text', (c) => c.notNull().defaultTo('{"policy":"full","allow":[]}'))
+        .execute();
+      await db.schema
+        .alterTable('sandboxes')
+        .addColumn('preview_public', 'integer', (c) => c.notNull().defaultTo(0))
+        .execute();
+      await db.schema
+        .alterTable('sandboxes')
+        .addColumn('preview_token', 'text', (c) => c.notNull().defaultTo(''))
+        .execute();
+      // Two sandboxes must never share an address, even when two creates race.
+      await db.schema.createIndex('sandboxes_address').unique().on('sandboxes').column('address').execute();
+    },
+    async down(db: Kysely<unknown>) {
+      await db.schema.dropIndex('sandboxes_address').execute();
+      for (const c of ['preview_token', 'preview_public', 'network_json', 'address']) {
+        await db.schema.alterTable('sandboxes').dropColumn(c).execute();
+      }
+    },
+  },
 };

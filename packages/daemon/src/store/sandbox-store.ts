@@ -1,6 +1,6 @@
 import { DenError } from '@den/shared';
 import type { Selectable } from 'kysely';
-import type { RuntimeName, SandboxRecord, SandboxState, SandboxStore } from '../services/ports.js';
+import type { NetworkPolicy, RuntimeName, SandboxRecord, SandboxState, SandboxStore } from '../services/ports.js';
 import { type DenDb, isUniqueViolation, type SandboxesTable } from './database.js';
 
 function toRecord(row: Selectable<SandboxesTable>): SandboxRecord {
@@ -20,6 +20,10 @@ function toRecord(row: Selectable<SandboxesTable>): SandboxRecord {
     createdAt: row.created_at,
     startedAt: row.started_at,
     lastError: row.last_error,
+    address: row.address,
+    network: JSON.parse(row.network_json) as NetworkPolicy,
+    previewPublic: Number(row.preview_public) === 1,
+    previewToken: row.preview_token,
   };
 }
 
@@ -40,6 +44,10 @@ function toColumns(patch: Partial<SandboxRecord>): Partial<Columns> {
   if (patch.metadata !== undefined) out.metadata_json = JSON.stringify(patch.metadata);
   if (patch.startedAt !== undefined) out.started_at = patch.startedAt;
   if (patch.lastError !== undefined) out.last_error = patch.lastError;
+  if (patch.address !== undefined) out.address = patch.address;
+  if (patch.network !== undefined) out.network_json = JSON.stringify(patch.network);
+  if (patch.previewPublic !== undefined) out.preview_public = patch.previewPublic ? 1 : 0;
+  if (patch.previewToken !== undefined) out.preview_token = patch.previewToken;
   return out;
 }
 
@@ -58,6 +66,10 @@ export class KyselySandboxStore implements SandboxStore {
         })
         .execute();
     } catch (err) {
+      if (isUniqueViolation(err) && /address/.test(String(err))) {
+        // The service allocates addresses under a lock; a collision means two daemons share one database.
+        throw new DenError('INTERNAL', `address ${r.address} is already taken by another sandbox`);
+      }
       if (isUniqueViolation(err)) {
         throw new DenError('NAME_TAKEN', `a sandbox named "${r.name}" already exists: choose another --name`);
       }

@@ -28,6 +28,10 @@ export function sandboxStoreSuite(name: string, open: () => Promise<{ store: San
       metadata: { team: 'x' },
       createdAt: new Date().toISOString(),
       startedAt: null,
+      address: null,
+      network: { policy: 'allowlist', allow: ['10.0.0.0/8', 'example.com'] },
+      previewPublic: false,
+      previewToken: 'secret',
       lastError: null,
       ...over,
     });
@@ -49,6 +53,18 @@ export function sandboxStoreSuite(name: string, open: () => Promise<{ store: San
       );
       await store.insert(record());
       await store.insert(record());
+    });
+
+    test('an address belongs to one sandbox at a time; null addresses do not collide', async () => {
+      const address = `10.250.${Math.floor(Math.random() * 250)}.${Math.floor(Math.random() * 250)}`;
+      const r = record({ address });
+      await store.insert(r);
+      await assert.rejects(store.insert(record({ address })), /already taken/);
+      await store.update(r.id, { network: { policy: 'full', allow: [] }, previewPublic: true });
+      assert.deepEqual((await store.get(r.id))?.network, { policy: 'full', allow: [] });
+      assert.equal((await store.get(r.id))?.previewPublic, true);
+      await store.delete(r.id);
+      await store.insert(record({ address }));
     });
 
     test('update patches only the given fields', async () => {

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, readdir, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DenError } from '@den/shared';
-import { command } from '../command.js';
+import { type CommandStep, command, commandSteps } from '../command.js';
 import type {
   NetworkManager,
   NetworkPolicy,
@@ -16,7 +16,9 @@ import {
   allowResolvedScript,
   baseScript,
   type NetworkNames,
+  parsePolicyMap,
   removeSandboxScript,
+  sandboxChain,
   sandboxScript,
   teardownScript,
 } from './nft-rules.js';
@@ -58,6 +60,13 @@ export class BridgeNetwork implements NetworkManager {
   private readonly names: NetworkNames;
   /** running sandboxes by address: whom a DNS query or a packet comes from */
   private readonly byAddress = new Map<string, Registered>();
+  /**
+   * Mirror of the nft map `sandbox_policy` (address -> chain), read at start and kept by every change: only this
+   * daemon writes its table, and an element cannot be re-pointed without knowing it is there.
+   */
+  private policyMap = new Map<string, string>();
+  /** serializes changes of the nft table, so the mirror and the kernel never disagree */
+  private nftQueue: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly opts: BridgeNetworkOptions) {
     if (!/^[a-z][a-z0-9]{1,7}$/.test(opts.bridge)) {
@@ -92,6 +101,7 @@ export class BridgeNetwork implements NetworkManager {
     // Forwarding is a host-wide switch (off by default on Debian); NAT egress needs it.
     await writeFile('/proc/sys/net/ipv4/ip_forward', '1\n');
     await nft(baseScript(this.names));
+    this.policyMap = parsePolicyMap(await command('nft', ['-j', 'list', 'map', 'inet', this.bridge, 'sandbox_policy']));
   }
 
   /** Removes the bridge and den's tables; only when no sandbox of this daemon exists any more. */
@@ -156,43 +166,65 @@ export class BridgeNetwork implements NetworkManager {
   async setUp(spec: SandboxNetworkSpec): Promise<SandboxNetworkAttachment> {
     const ns = this.netnsName(spec.sandboxId);
     const hostIf = this.hostIfName(spec.sandboxId);
+    const steps: CommandStep[] = [
+      {
+        argv: ['ip', '-batch', '-'],
+        input: [
+          `netns add ${ns}`,
+          `link add ${hostIf} type veth peer name eth0 netns ${ns}`,
+          `link set ${hostIf} master ${this.bridge}`,
+          // Isolated bridge ports forward only to non-isolated ones (the bridge itself): no sandbox-to-sandbox frames.
+          `link set ${hostIf} type bridge_slave isolated on`,
+          `link set ${hostIf} up`,
+          '',
+        ].join('\n'),
+      },
+      {
+        argv: ['ip', '-n', ns, '-batch', '-'],
+        input: [
+          'link set lo up',
+          `addr add ${spec.address}/${this.subnet.prefix} dev eth0`,
+          'link set eth0 up',
+          `route add default via ${this.gateway}`,
+          '',
+        ].join('\n'),
+      },
+    ];
     // A namespace left from an earlier run (runsc emptied its eth0) is replaced; deleting it also deletes its veth.
-    await command('ip', ['netns', 'del', ns]).catch(() => undefined);
-    await command('ip', ['-batch', '-'], {
-      input: [
-        `netns add ${ns}`,
-        `link add ${hostIf} type veth peer name eth0 netns ${ns}`,
-        `link set ${hostIf} master ${this.bridge}`,
-        // Isolated bridge ports forward only to non-isolated ones (the bridge itself): no sandbox-to-sandbox frames.
-        `link set ${hostIf} type bridge_slave isolated on`,
-        `link set ${hostIf} up`,
-        '',
-      ].join('\n'),
+    if (await pathInNetnsDir(ns)) steps.unshift({ argv: ['ip', 'netns', 'del', ns] });
+    const files = this.writeEtcFiles(spec);
+    // Namespace, veth and rules in one shell (one spawn from the daemon, see commandSteps).
+    await this.changeRules(async () => {
+      const rules = this.rulesOf(spec);
+      await commandSteps([...steps, { argv: ['nft', '-f', '-'], input: rules.script }]);
+      rules.applied();
     });
-    await command('ip', ['-n', ns, '-batch', '-'], {
-      input: [
-        'link set lo up',
-        `addr add ${spec.address}/${this.subnet.prefix} dev eth0`,
-        'link set eth0 up',
-        `route add default via ${this.gateway}`,
-        '',
-      ].join('\n'),
-    });
-    await this.adopt(spec);
-    return { netnsPath: join(NETNS_DIR, ns), files: await this.writeEtcFiles(spec) };
+    this.byAddress.set(spec.address, { sandboxId: spec.sandboxId, network: spec.network });
+    return { netnsPath: join(NETNS_DIR, ns), files: await files };
   }
 
   async adopt(spec: SandboxNetworkSpec): Promise<void> {
-    await nft(
-      sandboxScript(this.names, {
-        id: spec.sandboxId,
-        address: spec.address,
-        hostIf: this.hostIfName(spec.sandboxId),
-        policy: spec.network.policy,
-        cidrs: spec.network.allow.filter((a) => /^[\d./]+$/.test(a)),
-      }),
-    );
+    await this.changeRules(async () => {
+      const rules = this.rulesOf(spec);
+      await nft(rules.script);
+      rules.applied();
+    });
     this.byAddress.set(spec.address, { sandboxId: spec.sandboxId, network: spec.network });
+  }
+
+  /** The nft script of a sandbox given the current map, and the mirror update once it is applied. */
+  private rulesOf(spec: SandboxNetworkSpec): { script: string; applied(): void } {
+    const rules = {
+      id: spec.sandboxId,
+      address: spec.address,
+      hostIf: this.hostIfName(spec.sandboxId),
+      policy: spec.network.policy,
+      cidrs: spec.network.allow.filter((a) => /^[\d./]+$/.test(a)),
+    };
+    return {
+      script: sandboxScript(this.names, rules, this.policyMap.get(spec.address)),
+      applied: () => this.policyMap.set(spec.address, sandboxChain(spec.sandboxId)),
+    };
   }
 
   async updatePolicy(spec: SandboxNetworkSpec): Promise<void> {
@@ -200,17 +232,29 @@ export class BridgeNetwork implements NetworkManager {
   }
 
   async tearDown(sandboxId: string, address: string | null): Promise<void> {
-    await command('ip', ['netns', 'del', this.netnsName(sandboxId)]).catch(async (err: unknown) => {
-      if (await pathInNetnsDir(this.netnsName(sandboxId))) throw err;
-    });
-    await nft(
-      removeSandboxScript(this.names, {
+    const ns = this.netnsName(sandboxId);
+    await this.changeRules(async () => {
+      const chain = sandboxChain(sandboxId);
+      const mapped = [...this.policyMap].filter(([, c]) => c === chain).map(([a]) => a);
+      const script = removeSandboxScript(this.names, {
         id: sandboxId,
-        address: address ?? undefined,
         hostIf: this.hostIfName(sandboxId),
-      }),
-    );
+        mappedAddresses: mapped,
+        ...(address ? { boundAddress: address } : {}),
+      });
+      // Deleting the namespace deletes its veth pair too.
+      const steps: CommandStep[] = (await pathInNetnsDir(ns)) ? [{ argv: ['ip', 'netns', 'del', ns] }] : [];
+      await commandSteps([...steps, { argv: ['nft', '-f', '-'], input: script }]);
+      for (const a of mapped) this.policyMap.delete(a);
+    });
     if (address && this.byAddress.get(address)?.sandboxId === sandboxId) this.byAddress.delete(address);
+  }
+
+  /** Runs nft changes one at a time (see policyMap). */
+  private changeRules<T>(change: () => Promise<T>): Promise<T> {
+    const run = this.nftQueue.then(change, change);
+    this.nftQueue = run.catch(() => undefined);
+    return run;
   }
 
   async listOnMachine(): Promise<string[]> {

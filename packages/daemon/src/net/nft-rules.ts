@@ -10,7 +10,8 @@
  * - `bridge <bridge>`: a frame from a sandbox's port must carry that sandbox's address (no spoofing another
  *   sandbox's policy). Bridge ports are also `isolated`, so sandboxes cannot reach each other at layer 2.
  * Every script is one nft transaction: it applies entirely or not at all. nft 1.0.6 (Debian 12) has no `destroy`,
- * so deletes of things that may be absent are preceded by an `add` of the same thing.
+ * so deletes of things that may be absent are preceded by an `add` of the same thing (for keys and objects; map
+ * elements with values are tracked by the caller instead).
  */
 
 export type PolicyKind = 'none' | 'allowlist' | 'full';
@@ -110,8 +111,12 @@ function policyRules(t: string, s: SandboxRules): string[] {
   }
 }
 
-/** Adds or replaces everything of one sandbox; learnt DNS addresses are kept unless the policy is no allowlist. */
-export function sandboxScript(n: NetworkNames, s: SandboxRules): string {
+/**
+ * Adds or replaces everything of one sandbox; learnt DNS addresses are kept unless the policy is no allowlist.
+ * `mappedTo` is the chain the policy map sends `s.address` to now (undefined: no element): a map element cannot be
+ * re-pointed in place, and `add` of a key with another value fails, so the caller says what is there.
+ */
+export function sandboxScript(n: NetworkNames, s: SandboxRules, mappedTo: string | undefined): string {
   const t = `inet ${n.bridge}`;
   const b = `bridge ${n.bridge}`;
   const chain = chainOf(s.id);
@@ -127,11 +132,11 @@ export function sandboxScript(n: NetworkNames, s: SandboxRules): string {
     lines.push(`add element ${t} ${cidrSetOf(s.id)} { ${s.cidrs.join(', ')} }`);
   }
   lines.push(...policyRules(t, s));
-  // Map elements cannot be replaced in place: make sure one exists, delete it, add the current one.
+  if (mappedTo !== chain) {
+    if (mappedTo !== undefined) lines.push(`delete element ${t} sandbox_policy { ${s.address} }`);
+    lines.push(`add element ${t} sandbox_policy { ${s.address} : jump ${chain} }`);
+  }
   lines.push(
-    `add element ${t} sandbox_policy { ${s.address} : jump ${chain} }`,
-    `delete element ${t} sandbox_policy { ${s.address} }`,
-    `add element ${t} sandbox_policy { ${s.address} : jump ${chain} }`,
     `add element ${b} ports { ${JSON.stringify(s.hostIf)} }`,
     `add element ${b} bound { ${JSON.stringify(s.hostIf)} . ${s.address} }`,
     '',
@@ -139,32 +144,29 @@ export function sandboxScript(n: NetworkNames, s: SandboxRules): string {
   return lines.join('\n');
 }
 
-/** Removes everything of one sandbox; no error when parts are already gone. */
+/**
+ * Removes everything of one sandbox; no error when parts are already gone. `mappedAddresses` are the policy map's
+ * keys that point at the sandbox's chain (the chain cannot be deleted while an element refers to it).
+ */
 export function removeSandboxScript(
   n: NetworkNames,
-  s: Pick<SandboxRules, 'id'> & { address?: string; hostIf?: string },
+  s: { id: string; hostIf: string; mappedAddresses: string[]; boundAddress?: string },
 ): string {
   const t = `inet ${n.bridge}`;
   const b = `bridge ${n.bridge}`;
   const chain = chainOf(s.id);
-  const lines: string[] = [`add chain ${t} ${chain}`];
-  if (s.address) {
+  const ifname = JSON.stringify(s.hostIf);
+  const lines: string[] = [];
+  for (const address of s.mappedAddresses) lines.push(`delete element ${t} sandbox_policy { ${address} }`);
+  lines.push(`add element ${b} ports { ${ifname} }`, `delete element ${b} ports { ${ifname} }`);
+  if (s.boundAddress) {
     lines.push(
-      `add element ${t} sandbox_policy { ${s.address} : jump ${chain} }`,
-      `delete element ${t} sandbox_policy { ${s.address} }`,
+      `add element ${b} bound { ${ifname} . ${s.boundAddress} }`,
+      `delete element ${b} bound { ${ifname} . ${s.boundAddress} }`,
     );
   }
-  if (s.hostIf) {
-    const ifname = JSON.stringify(s.hostIf);
-    lines.push(`add element ${b} ports { ${ifname} }`, `delete element ${b} ports { ${ifname} }`);
-    if (s.address) {
-      lines.push(
-        `add element ${b} bound { ${ifname} . ${s.address} }`,
-        `delete element ${b} bound { ${ifname} . ${s.address} }`,
-      );
-    }
-  }
   lines.push(
+    `add chain ${t} ${chain}`,
     `flush chain ${t} ${chain}`,
     `delete chain ${t} ${chain}`,
     `add set ${t} ${cidrSetOf(s.id)} { type ipv4_addr; flags interval; auto-merge; }`,
@@ -174,6 +176,23 @@ export function removeSandboxScript(
     '',
   );
   return lines.join('\n');
+}
+
+/** The chain a sandbox's traffic is sent to. */
+export function sandboxChain(id: string): string {
+  return chainOf(id);
+}
+
+/** Parses `nft -j list map inet <table> sandbox_policy`: address -> chain. */
+export function parsePolicyMap(json: string): Map<string, string> {
+  const out = new Map<string, string>();
+  const doc = JSON.parse(json) as { nftables?: { map?: { elem?: [string, { jump?: { target?: string } }][] } }[] };
+  for (const item of doc.nftables ?? []) {
+    for (const [address, verdict] of item.map?.elem ?? []) {
+      if (verdict.jump?.target) out.set(address, verdict.jump.target);
+    }
+  }
+  return out;
 }
 
 /**
@@ -200,11 +219,4 @@ export function allowResolvedScript(
   }
   lines.push('');
   return lines.join('\n');
-}
-
-/** Parses `nft list chains` output for den's sandbox chains of one table: the sandbox ids that have rules. */
-export function sandboxIdsInRuleset(listing: string): string[] {
-  const ids = new Set<string>();
-  for (const m of listing.matchAll(/chain sbx_([a-z0-9]+)\s*\{/g)) ids.add(m[1]!);
-  return [...ids];
 }

@@ -26,7 +26,11 @@ export interface FakeInternet {
 
 let made = 0;
 
-export async function startFakeInternet(): Promise<FakeInternet> {
+/**
+ * `staticDir`: files served under `/static/` (e.g. a bare git repository after `git update-server-info`, which git
+ * clones over "dumb" HTTP).
+ */
+export async function startFakeInternet(opts: { staticDir?: string } = {}): Promise<FakeInternet> {
   const n = (process.pid + made++) % 250;
   const ns = `dtworld${n}`;
   const hostIf = `vtw${n}`;
@@ -65,10 +69,17 @@ export async function startFakeInternet(): Promise<FakeInternet> {
         ns,
         process.execPath,
         '-e',
-        `require('node:http').createServer((q, r) => r.end('fake-internet ' + q.socket.localAddress))
-           .listen(80, '0.0.0.0', () => console.log('ready'));`,
+        `const dir = process.env.FAKE_STATIC_DIR;
+         require('node:http').createServer((q, r) => {
+           if (dir && q.url.startsWith('/static/')) {
+             const file = require('node:path').join(dir, decodeURIComponent(q.url.slice(8).split('?')[0]));
+             if (!file.startsWith(dir)) return r.writeHead(403).end();
+             return require('node:fs').readFile(file, (err, data) => (err ? r.writeHead(404).end() : r.end(data)));
+           }
+           r.end('fake-internet ' + q.socket.localAddress);
+         }).listen(80, '0.0.0.0', () => console.log('ready'));`,
       ],
-      { stdio: ['ignore', 'pipe', 'inherit'] },
+      { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, FAKE_STATIC_DIR: opts.staticDir ?? '' } },
     );
     await new Promise<void>((resolve, reject) => {
       server!.stdout!.once('data', () => resolve());

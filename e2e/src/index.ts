@@ -1,2 +1,3 @@
 export * from './harness.js';
+export * from './http.js';
 export * from './leaks.js';

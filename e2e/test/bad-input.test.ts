@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { ExecutableNotFoundError, InvalidArgumentError, Sandbox } from '@den/sdk';
+import { CreateSandboxRequest } from '@den/shared';
 import { api, destroyDaemon, startDaemon, type TestDaemon } from '../src/harness.js';
 import { leftovers } from '../src/leaks.js';
 
@@ -55,17 +56,7 @@ describe('bad input', () => {
     const create = doc.paths['/v1/sandboxes']!.post!.requestBody!.content['application/json']!.schema as {
       properties: Record<string, unknown>;
     };
-    assert.deepEqual(Object.keys(create.properties).sort(), [
-      'cpus',
-      'diskMB',
-      'env',
-      'image',
-      'memoryMB',
-      'metadata',
-      'name',
-      'pids',
-      'runtime',
-    ]);
+    assert.deepEqual(Object.keys(create.properties).sort(), Object.keys(CreateSandboxRequest.properties).sort());
   });
 
   test('a body that is not JSON is refused', async () => {

@@ -22,9 +22,16 @@ import {
   type ProcessSpec,
   type PtySize,
 } from '@den/shared';
-import { type AgentHealth, FRAMES_CONTENT_TYPE, JSON_CONTENT_TYPE, type ListeningSocket } from './protocol.js';
+import {
+  type AgentHealth,
+  FRAMES_CONTENT_TYPE,
+  JSON_CONTENT_TYPE,
+  type ListeningSocket,
+  type WatchError,
+  type WatchEvent,
+} from './protocol.js';
 
-export type { AgentHealth, ListeningSocket } from './protocol.js';
+export type { AgentHealth, ListeningSocket, WatchEvent, WatchEventType } from './protocol.js';
 export { FRAMES_CONTENT_TYPE } from './protocol.js';
 
 export interface AgentClientOptions {
@@ -234,6 +241,21 @@ export class AgentClient {
   /** Removes a file or a directory tree. */
   async remove(path: string): Promise<void> {
     await this.unary('DELETE', `/files?${query({ path })}`);
+  }
+
+  /** Watches a directory; resolves once the watch is in place, so later changes are all reported. */
+  async watch(path: string, options: { recursive?: boolean } = {}): Promise<WatchHandle> {
+    const stream = this.open(
+      {
+        ':method': 'GET',
+        ':path': `/files/watch?${query({ path, recursive: options.recursive ? 'true' : undefined })}`,
+      },
+      true,
+    );
+    const headers = await this.response(stream);
+    const status = Number(headers[':status']);
+    if (status !== 200) throw await errorFromResponse(status, stream);
+    return new WatchHandle(stream);
   }
 
   private getSession(): ClientHttp2Session {
@@ -450,6 +472,38 @@ export class ProcessHandle {
       stderr: Buffer.concat(stderr).toString('utf8'),
       exit,
     };
+  }
+}
+
+/** A directory watch: its events until the watch breaks or `close()` is called. */
+export class WatchHandle {
+  constructor(readonly stream: ClientHttp2Stream) {}
+
+  /** Decoded events; ends when the agent ends the stream or after close(); a broken watch throws. Iterate once. */
+  async *events(): AsyncGenerator<WatchEvent> {
+    let pending = '';
+    try {
+      for await (const chunk of this.stream as AsyncIterable<Buffer>) {
+        pending += chunk.toString('utf8');
+        let newline = pending.indexOf('\n');
+        while (newline !== -1) {
+          const line = JSON.parse(pending.slice(0, newline)) as WatchEvent | WatchError;
+          pending = pending.slice(newline + 1);
+          newline = pending.indexOf('\n');
+          if (line.type === 'error') throw DenError.fromBody(line.error, 'the directory watch broke');
+          yield line;
+        }
+      }
+    } catch (err) {
+      if (err instanceof DenError) throw err;
+      // A reset after close() is the normal end.
+      if (this.stream.rstCode === constants.NGHTTP2_CANCEL) return;
+      throw new DenError('AGENT_UNAVAILABLE', `the directory watch stream broke: ${(err as Error).message}`);
+    }
+  }
+
+  close(): void {
+    if (!this.stream.destroyed) this.stream.close(constants.NGHTTP2_CANCEL);
   }
 }
 

@@ -28,3 +28,20 @@ export interface ListeningSocket {
   /** bound address: 0.0.0.0 or :: for every interface, 127.0.0.1 / ::1 for loopback only */
   address: string;
 }
+
+/** Content type of `GET /files/watch`: one JSON object per line. */
+export const WATCH_CONTENT_TYPE = 'application/x-ndjson';
+
+export type WatchEventType = 'create' | 'write' | 'remove' | 'rename' | 'chmod';
+
+/** One line of `GET /files/watch`: a change, with the path relative to the watched directory. */
+export interface WatchEvent {
+  type: WatchEventType;
+  name: string;
+}
+
+/** The last line of `GET /files/watch` when the watch broke (e.g. the directory was removed). */
+export interface WatchError {
+  type: 'error';
+  error: { code: string; message: string };
+}

@@ -15,6 +15,7 @@ import { ProcessRegistry } from './process-registry.js';
 import * as processRoutes from './process-routes.js';
 import type { AgentHealth } from './protocol.js';
 import { UserDirectory } from './users.js';
+import { watchRoute } from './watch.js';
 
 export interface AgentOptions {
   version: string;
@@ -110,6 +111,8 @@ export function createAgent(options: AgentOptions): Agent {
         return fileRoutes.moveFile(stream, fileDeps);
       case 'DELETE /files':
         return fileRoutes.removeFile(stream, query, fileDeps);
+      case 'GET /files/watch':
+        return watchRoute(stream, query);
     }
     throw unknownEndpoint(method, path);
   }

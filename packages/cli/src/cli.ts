@@ -2,8 +2,11 @@ import { CommanderError } from 'commander';
 import { cp } from './commands/cp.js';
 import { down, images, status, up } from './commands/daemon.js';
 import { exec, run } from './commands/exec.js';
+import { keyCreate, keyList, keyRemove } from './commands/keys.js';
 import { network, ports } from './commands/network.js';
+import { logs, preview } from './commands/preview.js';
 import { create, info, lifecycle, list, remove } from './commands/sandbox.js';
+import { timeout } from './commands/timeout.js';
 import { resolveCliConfig } from './config.js';
 import { describeError, EXIT_USAGE } from './errors.js';
 import { buildProgram, type Handlers, type Output } from './program.js';
@@ -24,6 +27,12 @@ export const defaultHandlers: Handlers = {
   cp,
   ports,
   network,
+  preview,
+  logs,
+  keyCreate,
+  keyList,
+  keyRemove,
+  timeout,
 };
 
 export interface RunCliOptions {

@@ -2,6 +2,7 @@ import {
   type CreateSandboxRequest,
   DEN_VERSION,
   type NetworkPolicyName,
+  type OnTimeoutAction,
   type SandboxState,
   SandboxState as SandboxStateSchema,
 } from '@den/shared';
@@ -65,6 +66,31 @@ export interface NetworkArgs {
   policy: NetworkPolicyName;
   allow: string[];
 }
+export interface PreviewArgs extends JsonArgs {
+  ref: string;
+  /** local project directory to upload */
+  localDir?: string;
+  /** project directory in the sandbox */
+  dir: string;
+  git?: string;
+  restart: boolean;
+}
+export interface LogsArgs {
+  ref: string;
+  follow: boolean;
+  lines?: number;
+}
+export interface KeyCreateArgs extends JsonArgs {
+  name: string;
+}
+export interface KeyRemoveArgs {
+  names: string[];
+}
+export interface TimeoutArgs {
+  ref: string;
+  /** from now; 0 = no timeout */
+  timeoutMs: number;
+}
 export interface RunArgs {
   ref: string;
   /** empty: the user's login shell */
@@ -90,6 +116,12 @@ export interface Handlers {
   cp(ctx: Context, args: CpPlan): Promise<number>;
   ports(ctx: Context, args: PortsArgs): Promise<number>;
   network(ctx: Context, args: NetworkArgs): Promise<number>;
+  preview(ctx: Context, args: PreviewArgs): Promise<number>;
+  logs(ctx: Context, args: LogsArgs): Promise<number>;
+  keyCreate(ctx: Context, args: KeyCreateArgs): Promise<number>;
+  keyList(ctx: Context, args: JsonArgs): Promise<number>;
+  keyRemove(ctx: Context, args: KeyRemoveArgs): Promise<number>;
+  timeout(ctx: Context, args: TimeoutArgs): Promise<number>;
 }
 
 /** Filled in by the action that ran. */
@@ -206,6 +238,30 @@ export function buildProgram(options: ProgramOptions): Command {
   defineLifecycle(instance, 'restart');
   defineRemove(instance, 'delete <ref...>').alias('rm');
 
+  sub(
+    program,
+    'timeout <ref> <seconds>',
+    "set a sandbox's timeout from now (0 = none); its --on-timeout action runs then",
+  ).action((ref: string, seconds: string, _o: unknown, cmd: Command) =>
+    act(cmd, (ctx) => handlers.timeout(ctx, { ref, timeoutMs: parseSecondsArgument(seconds) })),
+  );
+
+  // ---- API keys ----
+  const key = sub(program, 'key', 'API keys for the E2B-compatible API (E2B_API_KEY): create, ls, rm');
+  sub(key, 'create', 'create an API key and print it (shown only once)')
+    .requiredOption('--name <name>', "unique name of the key (letters, digits, '.', '_', '-')")
+    .option('--json', 'print name, key and creation time as JSON')
+    .action((o: { name: string; json?: boolean }, cmd: Command) =>
+      act(cmd, (ctx) => handlers.keyCreate(ctx, { name: o.name, json: !!o.json })),
+    );
+  sub(key, 'ls', 'list API keys (names and times; den keeps no key, only its hash)')
+    .alias('list')
+    .option('--json', 'print JSON')
+    .action((o: { json?: boolean }, cmd: Command) => act(cmd, (ctx) => handlers.keyList(ctx, { json: !!o.json })));
+  sub(key, 'rm <name...>', 'remove API keys; requests with them fail from then on')
+    .alias('delete')
+    .action((names: string[], _o: unknown, cmd: Command) => act(cmd, (ctx) => handlers.keyRemove(ctx, { names })));
+
   // ---- network and previews ----
   sub(program, 'ports <ref>', 'TCP ports listening in a sandbox, with their preview URLs')
     .option('--json', 'print JSON')
@@ -216,6 +272,42 @@ export function buildProgram(options: ProgramOptions): Command {
     .option('--allow <cidr|domain>', 'with allowlist: an IPv4 CIDR or a domain name (repeatable)', collect, [])
     .action((ref: string, policy: string, o: { allow: string[] }, cmd: Command) =>
       act(cmd, (ctx) => handlers.network(ctx, { ref, policy: parsePolicy(policy), allow: o.allow })),
+    );
+
+  sub(
+    program,
+    'preview <ref> [dir]',
+    'live preview: upload DIR (or --git URL), install, start the dev server, print its URL',
+  )
+    .option('--git <url>', 'clone this repository in the sandbox instead of uploading')
+    .option('--dir <path>', 'project directory inside the sandbox', '/home/user/app')
+    .option('--restart', 'restart the dev server started before, without installing')
+    .option('--json', 'print the app as JSON')
+    .action(
+      (
+        ref: string,
+        localDir: string | undefined,
+        o: { git?: string; dir: string; restart?: boolean; json?: boolean },
+        cmd: Command,
+      ) => {
+        if (localDir && o.git) throw new UsageError('give a local directory or --git, not both');
+        return act(cmd, (ctx) =>
+          handlers.preview(ctx, {
+            ref,
+            dir: o.dir,
+            restart: !!o.restart,
+            json: !!o.json,
+            ...(localDir ? { localDir } : {}),
+            ...(o.git ? { git: o.git } : {}),
+          }),
+        );
+      },
+    );
+  sub(program, 'logs <ref>', "the live preview app's log (install and dev server)")
+    .option('-f, --follow', 'keep printing new lines')
+    .option('-n, --lines <n>', 'lines from the end to start with', parsePositiveInteger)
+    .action((ref: string, o: { follow?: boolean; lines?: number }, cmd: Command) =>
+      act(cmd, (ctx) => handlers.logs(ctx, { ref, follow: !!o.follow, ...(o.lines ? { lines: o.lines } : {}) })),
     );
 
   // ---- processes and files ----
@@ -311,6 +403,8 @@ interface CreateFlags {
   network?: NetworkPolicyName;
   allow: string[];
   publicPreview?: boolean;
+  timeout?: number;
+  onTimeout?: OnTimeoutAction;
   json?: boolean;
 }
 
@@ -342,6 +436,17 @@ function addCreateOptions(cmd: Command): Command {
     )
     .option('--allow <cidr|domain>', 'with --network allowlist: an IPv4 CIDR or domain name (repeatable)', collect, [])
     .option('--public-preview', 'preview URLs work without the preview token')
+    .option(
+      '--timeout <seconds>',
+      'run the --on-timeout action this many seconds after creation (0 = never)',
+      parseSeconds,
+    )
+    .addOption(
+      new Option(
+        '--on-timeout <action>',
+        'at the timeout: delete (default), stop (files kept), or pause (stops, files kept, until den pauses with memory)',
+      ).choices(['delete', 'stop', 'pause']),
+    )
     .option('--json', 'print the sandbox as JSON instead of its id');
 }
 
@@ -360,6 +465,9 @@ function createArgs(o: CreateFlags, positionalName: string | undefined): CreateA
   }
   if (o.network !== undefined) args.network = { policy: o.network, ...(o.allow.length ? { allow: o.allow } : {}) };
   if (o.publicPreview) args.preview = { public: true };
+  if (o.onTimeout !== undefined && !o.timeout) throw new UsageError('--on-timeout needs --timeout SECONDS');
+  if (o.timeout !== undefined) args.timeoutMs = o.timeout;
+  if (o.onTimeout !== undefined) args.onTimeout = o.onTimeout;
   return args;
 }
 
@@ -402,6 +510,15 @@ export function parsePositiveInteger(text: string): number {
   const n = Number(text);
   if (!/^\d+$/.test(text.trim()) || n <= 0) throw new InvalidArgumentError('give a positive whole number');
   return n;
+}
+
+/** A SECONDS argument (not an option): the same rules as parseSeconds, reported as a usage error. */
+function parseSecondsArgument(text: string): number {
+  try {
+    return parseSeconds(text);
+  } catch {
+    throw new UsageError(`"${text}" is not a number of seconds: give e.g. 300, 0.5, or 0 for no timeout`);
+  }
 }
 
 /** `--timeout 1.5` -> 1500 (ms); fractions allowed, 0 means no timeout. */

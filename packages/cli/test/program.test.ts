@@ -36,6 +36,8 @@ function recorder(exitCode = 0): { handlers: Handlers; calls: Call[] } {
         'cp',
         'ports',
         'network',
+        'preview',
+        'logs',
       ] as const
     ).map((h) => [h, record(h)]),
   ) as unknown as Handlers;

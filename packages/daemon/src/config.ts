@@ -36,6 +36,11 @@ export interface DaemonConfig {
   dnsUpstreams: string[] | undefined;
   /** preview URLs are http://<port>-<sandbox>.<previewDomain>[:<port of den>] */
   previewDomain: string;
+  /**
+   * E2B API: template names that mean a den image, e.g. { "code-interpreter-v1": "base" }. Any other template
+   * name is looked up as a den image of that name (`base` is den's base image).
+   */
+  e2bTemplateAliases: Record<string, string>;
 }
 
 type Partialish = { [K in keyof DaemonConfig]?: DaemonConfig[K] | undefined };
@@ -73,7 +78,33 @@ function fromEnv(env: NodeJS.ProcessEnv): Partialish {
       : undefined,
     dnsUpstreams: list(env.DEN_DNS_UPSTREAMS),
     previewDomain: env.DEN_PREVIEW_DOMAIN,
+    e2bTemplateAliases: env.DEN_E2B_TEMPLATE_ALIASES
+      ? parseTemplateAliases(env.DEN_E2B_TEMPLATE_ALIASES, 'DEN_E2B_TEMPLATE_ALIASES')
+      : undefined,
   };
+}
+
+/** `{"template": "image", ...}` as JSON; anything else is an error naming the setting. */
+function parseTemplateAliases(text: string, source: string): Record<string, string> {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    throw new DenError('INVALID_ARGUMENT', `${source} is not valid JSON: ${(err as Error).message}`);
+  }
+  return checkTemplateAliases(value, source);
+}
+
+function checkTemplateAliases(value: unknown, source: string): Record<string, string> {
+  if (!value || typeof value !== 'object' || Array.isArray(value)) {
+    throw new DenError('INVALID_ARGUMENT', `${source} must be an object like {"code-interpreter-v1": "base"}`);
+  }
+  for (const [k, v] of Object.entries(value)) {
+    if (typeof v !== 'string' || !v) {
+      throw new DenError('INVALID_ARGUMENT', `${source}: template "${k}" must map to an image name (a string)`);
+    }
+  }
+  return value as Record<string, string>;
 }
 
 /** A comma-separated list from the environment; undefined when unset. */
@@ -165,6 +196,7 @@ export function resolveConfig(argv: string[] = [], env: NodeJS.ProcessEnv = proc
     defaultNetwork: m.defaultNetwork ?? { policy: 'full' },
     dnsUpstreams: m.dnsUpstreams,
     previewDomain: (m.previewDomain ?? 'localhost').toLowerCase(),
+    e2bTemplateAliases: checkTemplateAliases(m.e2bTemplateAliases ?? {}, 'e2bTemplateAliases'),
   };
   if (!['none', 'allowlist', 'full'].includes(cfg.defaultNetwork.policy)) {
     throw new DenError(

@@ -1,10 +1,13 @@
 import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AgentClient } from '@den/agent/client';
 import type { FastifyInstance, FastifyServerFactory } from 'fastify';
 import type { Logger as PinoLogger } from 'pino';
 import { createApp } from './api/app.js';
 import type { DaemonConfig } from './config.js';
+import { CgroupSandboxMetrics } from './e2b/control/index.js';
+import { createEnvdHandler } from './e2b/envd/index.js';
 import { daemonServer } from './http-server.js';
 import { BridgeNetwork } from './net/bridge-network.js';
 import { dnsUpstreams, sandboxDns } from './net/sandbox-dns.js';
@@ -13,12 +16,16 @@ import { PreviewProxy } from './proxy/preview-proxy.js';
 import { ensureAgentRoot } from './runtime/agent-root.js';
 import { RuncRuntime } from './runtime/runc.js';
 import { RunscRuntime } from './runtime/runsc.js';
+import { ApiKeyService } from './services/api-keys.js';
+import { AppPreviewService } from './services/app-preview/app-service.js';
 import type { Runtime, RuntimeName } from './services/ports.js';
 import { PreviewUrls } from './services/preview-urls.js';
-import { SandboxService } from './services/sandbox-service.js';
+import { PACKAGE_CACHE_MOUNT, SandboxService } from './services/sandbox-service.js';
 import { StatusService } from './services/status-service.js';
+import { TimeoutService } from './services/timeouts.js';
 import { ImageStore } from './storage/image-store.js';
 import { LoopOverlayRootfs } from './storage/rootfs.js';
+import { KyselyApiKeyStore } from './store/api-key-store.js';
 import { openDatabase } from './store/database.js';
 import { KyselySandboxStore } from './store/sandbox-store.js';
 
@@ -66,8 +73,9 @@ export async function wire(config: DaemonConfig, log: PinoLogger): Promise<Daemo
   await dns.start();
 
   const images = new ImageStore(config.store);
+  const sandboxStore = new KyselySandboxStore(database.db);
   const sandboxes = new SandboxService({
-    store: new KyselySandboxStore(database.db),
+    store: sandboxStore,
     runtimes,
     rootfs: new LoopOverlayRootfs(paths),
     network,
@@ -76,6 +84,7 @@ export async function wire(config: DaemonConfig, log: PinoLogger): Promise<Daemo
     connectAgent: (socketPath) => new AgentClient(socketPath),
     paths,
     agentRootDir: await ensureAgentRoot(paths.agentRootsDir, REPO_ROOT),
+    packageCacheDir: join(config.store, 'cache'),
     defaultRuntime: config.defaultRuntime,
     log,
   });
@@ -86,14 +95,29 @@ export async function wire(config: DaemonConfig, log: PinoLogger): Promise<Daemo
     database: database.description,
   });
   const previews = new PreviewUrls(config.previewDomain);
+  const envd = createEnvdHandler({ sandboxes, previewDomain: config.previewDomain });
   const proxy = new PreviewProxy({
     domain: config.previewDomain,
     resolver: { resolve: (ref, port) => sandboxes.previewTarget(ref, port) },
     log,
   });
   const app = await createApp(
-    { sandboxes, status, previews },
-    { logger: log, serverFactory: daemonServer(proxy) as unknown as FastifyServerFactory },
+    {
+      sandboxes,
+      status,
+      previews,
+      apps: new AppPreviewService({
+        agentFor: (ref) => sandboxes.agentFor(ref),
+        previewDomain: config.previewDomain,
+        cacheDir: PACKAGE_CACHE_MOUNT,
+      }),
+      apiKeys: new ApiKeyService(new KyselyApiKeyStore(database.db)),
+      e2b: {
+        templateAliases: config.e2bTemplateAliases,
+        metrics: new CgroupSandboxMetrics((id) => paths.sandbox(id).diskMount),
+      },
+    },
+    { logger: log, serverFactory: daemonServer(proxy, envd) as unknown as FastifyServerFactory },
   );
   app.addHook('onListen', async () => {
     const address = app.server.address();
@@ -107,14 +131,19 @@ export async function wire(config: DaemonConfig, log: PinoLogger): Promise<Daemo
       .catch((err: unknown) => app.log.error({ err }, 'reconcile failed'));
   }, config.reconcileIntervalMs);
   timer.unref();
+  // After the first reconcile, so an expired sandbox is deleted or stopped from a known state.
+  const timeouts = new TimeoutService({ store: sandboxStore, sandboxes, log });
+  timeouts.start();
 
   return {
     app,
     sandboxes,
     async close() {
       clearInterval(timer);
+      await timeouts.stop();
       await app.close();
       proxy.close();
+      envd.close();
       await sandboxes.shutdown();
       await dns.close();
       // With no sandbox left, den leaves nothing on the host: no bridge, no nft tables.

@@ -1,6 +1,10 @@
 import type { IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';
 import type {
+  ApiKey,
+  AppInfo,
+  AppStartRequest,
+  CreatedApiKey,
   CreateSandboxRequest,
   ExecRequest,
   FileEntry,
@@ -23,6 +27,7 @@ import {
 } from './config.js';
 import { ConnectionError, errorFromBody, InvalidArgumentError, RequestTimeoutError } from './errors.js';
 import { readAll, requestBody } from './http-body.js';
+import { sseData } from './sse.js';
 
 type Query = Record<string, string | number | undefined>;
 
@@ -221,6 +226,21 @@ export class DenClient {
   }
 
   /**
+   * Sets a sandbox's timeout to `timeoutMs` from now (0 = none); its onTimeout action (delete or stop) runs then.
+   *
+   * @example
+   * ```ts
+   * await den.setSandboxTimeout('job', 10 * 60_000); // ten more minutes
+   * ```
+   */
+  async setSandboxTimeout(ref: string, timeoutMs: number, opts?: RequestOptions): Promise<SandboxInfo> {
+    return this.json(
+      { method: 'POST', path: `${sandboxPath(ref)}/timeout`, body: { json: { timeoutMs } }, timeout: 'body' },
+      opts,
+    );
+  }
+
+  /**
    * Makes a sandbox's preview URLs public (no token needed) or private again.
    *
    * @example
@@ -249,6 +269,119 @@ export class DenClient {
       opts,
     );
     return body.ports;
+  }
+
+  // ---- API keys ----
+
+  /**
+   * Creates an API key (for den's E2B-compatible API); the answer is the only time den shows the key.
+   *
+   * @example
+   * ```ts
+   * const { key } = await den.createApiKey('ci'); // den_...
+   * ```
+   */
+  async createApiKey(name: string, opts?: RequestOptions): Promise<CreatedApiKey> {
+    return this.json({ method: 'POST', path: '/v1/keys', body: { json: { name } }, timeout: 'body' }, opts);
+  }
+
+  /**
+   * The API keys: names and times, never the keys.
+   *
+   * @example
+   * ```ts
+   * const names = (await den.listApiKeys()).map((k) => k.name);
+   * ```
+   */
+  async listApiKeys(opts?: RequestOptions): Promise<ApiKey[]> {
+    const body = await this.json<{ keys: ApiKey[] }>({ method: 'GET', path: '/v1/keys', timeout: 'body' }, opts);
+    return body.keys;
+  }
+
+  /**
+   * Removes an API key; requests with it fail from then on. `ApiKeyNotFoundError` when there is none.
+   *
+   * @example
+   * ```ts
+   * await den.deleteApiKey('ci');
+   * ```
+   */
+  async deleteApiKey(name: string, opts?: RequestOptions): Promise<void> {
+    await this.empty({ method: 'DELETE', path: `/v1/keys/${encodeURIComponent(name)}`, timeout: 'body' }, opts);
+  }
+
+  // ---- live preview apps ----
+
+  /**
+   * Unpacks a tar stream into a directory of the sandbox (created when missing); resolves with the number of
+   * entries. `files.uploadDir` builds the tar from a local directory.
+   *
+   * @example
+   * ```ts
+   * await den.uploadArchive('web', '/home/user/app', createReadStream('app.tar'));
+   * ```
+   */
+  async uploadArchive(
+    ref: string,
+    path: string,
+    tar: Uint8Array | AsyncIterable<Uint8Array>,
+    user?: string,
+    opts?: RequestOptions,
+  ): Promise<{ files: number }> {
+    const call: Call = { method: 'PUT', path: `${sandboxPath(ref)}/archive`, query: { path, user }, timeout: 'none' };
+    const res = await this.bodyCall(call, tar, opts);
+    return JSON.parse((await readAll(res)).toString('utf8')) as { files: number };
+  }
+
+  /**
+   * Detects the project's runtime, installs its packages, starts its dev server and resolves once its port
+   * listens, with the preview URLs.
+   *
+   * @example
+   * ```ts
+   * const app = await den.startApp('web', { dir: '/home/user/app' });
+   * console.log(app.urls.host);
+   * ```
+   */
+  async startApp(ref: string, request: AppStartRequest = {}, opts?: RequestOptions): Promise<AppInfo> {
+    return this.json(
+      { method: 'POST', path: `${sandboxPath(ref)}/app`, body: { json: request }, timeout: 'none' },
+      opts,
+    );
+  }
+
+  /** The app den started in the sandbox (kind, port, pid or null, URLs); AppNotFoundError when there is none. */
+  async getApp(ref: string, opts?: RequestOptions): Promise<AppInfo> {
+    return this.json({ method: 'GET', path: `${sandboxPath(ref)}/app`, timeout: 'body' }, opts);
+  }
+
+  /** Stops the app's dev server. */
+  async stopApp(ref: string, opts?: RequestOptions): Promise<void> {
+    await this.empty({ method: 'DELETE', path: `${sandboxPath(ref)}/app`, timeout: 'body' }, opts);
+  }
+
+  /**
+   * The app's log (install steps and dev server) line by line; with `follow` it keeps streaming new lines until
+   * `opts.signal` aborts.
+   *
+   * @example
+   * ```ts
+   * for await (const line of den.appLogs('web', { follow: true })) console.log(line);
+   * ```
+   */
+  async *appLogs(
+    ref: string,
+    options: { follow?: boolean; lines?: number } = {},
+    opts?: RequestOptions,
+  ): AsyncGenerator<string> {
+    const call: Call = {
+      method: 'GET',
+      path: `${sandboxPath(ref)}/app/logs`,
+      query: { follow: options.follow ? 'true' : undefined, lines: options.lines },
+      timeout: 'none',
+    };
+    const res = await this.bodyCall(call, undefined, opts);
+    yield* sseData(res);
   }
 
   // ---- processes ----

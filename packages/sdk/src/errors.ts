@@ -192,6 +192,42 @@ export class RuntimeFailedError extends DenError {
   }
 }
 
+/** No live preview app was started in that sandbox (`sbx.app.start` first). */
+export class AppNotFoundError extends DenError {
+  declare readonly code: 'APP_NOT_FOUND';
+  constructor(message: string, details?: Details, requestId?: string) {
+    super('APP_NOT_FOUND', message, details, requestId);
+    this.name = 'AppNotFoundError';
+  }
+}
+
+/** The live preview app could not be installed or started; the message ends with the app's log. */
+export class AppFailedError extends DenError {
+  declare readonly code: 'APP_FAILED';
+  constructor(message: string, details?: Details, requestId?: string) {
+    super('APP_FAILED', message, details, requestId);
+    this.name = 'AppFailedError';
+  }
+}
+
+/** No API key with that name (`den key ls` lists them). */
+export class ApiKeyNotFoundError extends DenError {
+  declare readonly code: 'API_KEY_NOT_FOUND';
+  constructor(message: string, details?: Details, requestId?: string) {
+    super('API_KEY_NOT_FOUND', message, details, requestId);
+    this.name = 'ApiKeyNotFoundError';
+  }
+}
+
+/** An API key with that name already exists; choose another name or remove the old key. */
+export class ApiKeyExistsError extends DenError {
+  declare readonly code: 'API_KEY_EXISTS';
+  constructor(message: string, details?: Details, requestId?: string) {
+    super('API_KEY_EXISTS', message, details, requestId);
+    this.name = 'ApiKeyExistsError';
+  }
+}
+
 /** Constructor shape shared by the code-specific classes above. */
 export type DenErrorSubclass = new (message: string, details?: Details, requestId?: string) => DenError;
 
@@ -221,6 +257,10 @@ export const ERROR_CLASSES: Record<ErrorCode, DenErrorSubclass | typeof DenError
   AGENT_UNAVAILABLE: AgentUnavailableError,
   RUNTIME_FAILED: RuntimeFailedError,
   ROUTE_NOT_FOUND: DenError,
+  APP_NOT_FOUND: AppNotFoundError,
+  APP_FAILED: AppFailedError,
+  API_KEY_NOT_FOUND: ApiKeyNotFoundError,
+  API_KEY_EXISTS: ApiKeyExistsError,
   INTERNAL: DenError,
 };
 

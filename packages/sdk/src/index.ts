@@ -12,6 +12,10 @@
  * ```
  */
 export type {
+  ApiKey,
+  AppInfo,
+  AppStartRequest,
+  CreatedApiKey,
   ErrorBody,
   ExecRequest,
   ExitInfo,
@@ -21,6 +25,7 @@ export type {
   ListeningPort,
   NetworkPolicyName,
   NetworkSettings,
+  OnTimeoutAction,
   ProcessInfo,
   ProcessSpec,
   PtySize,
@@ -28,6 +33,7 @@ export type {
   SandboxState,
   Status,
 } from '@den/shared';
+export { App, type DeployOptions } from './app.js';
 export { DenClient } from './client.js';
 export { type BackgroundRunOptions, CommandHandle, Commands, type RunOptions, toArgv } from './commands.js';
 export {

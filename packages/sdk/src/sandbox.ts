@@ -1,4 +1,5 @@
 import type { CreateSandboxRequest, NetworkSettings, Sandbox as SandboxInfo, SandboxState } from '@den/shared';
+import { App } from './app.js';
 import { DenClient } from './client.js';
 import { Commands } from './commands.js';
 import type { ConnectionOptions, RequestOptions } from './config.js';
@@ -48,6 +49,8 @@ export class Sandbox {
   readonly pty: Pty;
   /** listening ports and their preview URLs */
   readonly ports: Ports;
+  /** live previews: deploy a project, follow its logs */
+  readonly app: App;
   /** the egress policy */
   readonly network: {
     /**
@@ -74,6 +77,7 @@ export class Sandbox {
     this.previewToken = info.preview.token;
     this.previewDomain = info.preview.domain;
     this.ports = new Ports(client, info.id);
+    this.app = new App(client, info.id);
     this.network = { update: (settings, opts) => client.updateNetwork(info.id, settings, opts) };
     this.commands = new Commands(client, info.id);
     this.files = new Files(client, info.id);
@@ -199,5 +203,19 @@ export class Sandbox {
    */
   kill(opts?: RequestOptions): Promise<void> {
     return this.client.deleteSandbox(this.id, opts);
+  }
+
+  /**
+   * Sets the timeout to `timeoutMs` from now (0 = none): then the sandbox is deleted, or stopped when it was
+   * created with `onTimeout: 'stop'`. A timeout counts only while the sandbox runs.
+   *
+   * @example
+   * ```ts
+   * const sbx = await Sandbox.create({ timeoutMs: 60_000 });
+   * await sbx.setTimeout(5 * 60_000); // five minutes from now instead
+   * ```
+   */
+  setTimeout(timeoutMs: number, opts?: RequestOptions): Promise<SandboxInfo> {
+    return this.client.setSandboxTimeout(this.id, timeoutMs, opts);
   }
 }

@@ -73,6 +73,25 @@ export const PreviewSettings = Type.Object(
 );
 export type PreviewSettings = Static<typeof PreviewSettings>;
 
+export const OnTimeoutAction = Type.Union([Type.Literal('delete'), Type.Literal('stop'), Type.Literal('pause')], {
+  description:
+    'what happens when the timeout passes: delete (the sandbox and its files), stop (files kept; start it again ' +
+    'later) or pause (accepted for E2B clients; until den pauses with memory it stops the sandbox, keeping its files)',
+});
+export type OnTimeoutAction = Static<typeof OnTimeoutAction>;
+
+/** Longest sandbox timeout: 30 days (a longer-lived sandbox needs no timeout at all: 0). */
+export const MAX_SANDBOX_TIMEOUT_MS = 30 * 24 * 3600 * 1000;
+
+const TimeoutMs = Type.Integer({
+  minimum: 0,
+  maximum: MAX_SANDBOX_TIMEOUT_MS,
+  description: 'milliseconds from now after which the onTimeout action runs; 0 = no timeout',
+});
+
+export const SetTimeoutRequest = Type.Object({ timeoutMs: TimeoutMs }, { additionalProperties: false });
+export type SetTimeoutRequest = Static<typeof SetTimeoutRequest>;
+
 export const CreateSandboxRequest = Type.Object(
   {
     name: Type.Optional(Type.String({ pattern: SANDBOX_NAME_PATTERN, description: 'unique name (DNS label)' })),
@@ -86,6 +105,8 @@ export const CreateSandboxRequest = Type.Object(
     metadata: Type.Optional(Metadata),
     network: Type.Optional(NetworkSettings),
     preview: Type.Optional(PreviewSettings),
+    timeoutMs: Type.Optional(TimeoutMs),
+    onTimeout: Type.Optional(OnTimeoutAction),
   },
   { additionalProperties: false },
 );
@@ -121,6 +142,10 @@ export const Sandbox = Type.Object({
   createdAt: Type.String({ format: 'date-time' }),
   startedAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
   lastError: Type.Union([Type.String(), Type.Null()]),
+  /** when the onTimeout action runs; null = no timeout. A timeout counts only while the sandbox runs. */
+  timeoutAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+  /** 'pause' is stored as 'stop' until den pauses with memory */
+  onTimeout: Type.Union([Type.Literal('delete'), Type.Literal('stop')]),
 });
 export type Sandbox = Static<typeof Sandbox>;
 
@@ -218,3 +243,71 @@ export const ErrorResponse = Type.Object({
 
 /** Content type of a streamed exec response: a sequence of frames (frames.ts). */
 export const FRAMES_CONTENT_TYPE = 'application/vnd.den.frames';
+
+export const AppStartRequest = Type.Object(
+  {
+    dir: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 4096,
+        description: 'project directory in the sandbox; default /home/user/app',
+      }),
+    ),
+    git: Type.Optional(Type.String({ minLength: 1, maxLength: 2048, description: 'git URL cloned into dir first' })),
+    restart: Type.Optional(Type.Boolean({ description: 'restart the dev server den started before, no install' })),
+    readyTimeoutMs: Type.Optional(Type.Integer({ minimum: 1000, maximum: 30 * 60_000 })),
+  },
+  { additionalProperties: false },
+);
+export type AppStartRequest = Static<typeof AppStartRequest>;
+
+export const AppInfo = Type.Object({
+  dir: Type.String(),
+  kind: Type.Union([
+    Type.Literal('vite'),
+    Type.Literal('node'),
+    Type.Literal('fastapi'),
+    Type.Literal('flask'),
+    Type.Literal('python'),
+  ]),
+  port: Type.Integer(),
+  /** the dev server's pid in the sandbox; null when it is not running */
+  pid: Type.Union([Type.Integer(), Type.Null()]),
+  urls: Type.Object({ host: Type.String(), path: Type.String() }),
+});
+export type AppInfo = Static<typeof AppInfo>;
+
+/** Names of API keys: letters, digits, '.', '_', '-'; 1-64 characters, starting with a letter or digit. */
+export const API_KEY_NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$';
+
+export const CreateApiKeyRequest = Type.Object(
+  {
+    name: Type.String({
+      pattern: API_KEY_NAME_PATTERN,
+      description: "unique name of the key (letters, digits, '.', '_', '-'; up to 64)",
+    }),
+  },
+  { additionalProperties: false },
+);
+export type CreateApiKeyRequest = Static<typeof CreateApiKeyRequest>;
+
+/** An API key as den shows it: never the key itself (den keeps only its SHA-256). */
+export const ApiKey = Type.Object({
+  name: Type.String(),
+  createdAt: Type.String({ format: 'date-time' }),
+  /** last request authenticated with it (to the minute); null = never used */
+  lastUsedAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+});
+export type ApiKey = Static<typeof ApiKey>;
+
+/** The answer to creating a key: the only time den returns the key. */
+export const CreatedApiKey = Type.Object({
+  name: Type.String(),
+  /** `den_` + 32 base62 characters; send as X-API-KEY (E2B API) */
+  key: Type.String(),
+  createdAt: Type.String({ format: 'date-time' }),
+});
+export type CreatedApiKey = Static<typeof CreatedApiKey>;
+
+export const ApiKeyList = Type.Object({ keys: Type.Array(ApiKey) });
+export type ApiKeyList = Static<typeof ApiKeyList>;

@@ -25,6 +25,10 @@ export const ErrorCodes = {
   AGENT_UNAVAILABLE: "the sandbox's agent does not answer (the sandbox may be starting, stopping or broken)",
   RUNTIME_FAILED: 'the OCI runtime (runsc or runc) failed; the message carries its error',
   ROUTE_NOT_FOUND: 'no API route for that method and path',
+  APP_NOT_FOUND: 'no live preview app was started in that sandbox',
+  APP_FAILED: "the live preview app could not be installed or started; the message ends with the app's log",
+  API_KEY_NOT_FOUND: 'no API key with that name',
+  API_KEY_EXISTS: 'an API key with that name already exists',
   INTERNAL: 'an unexpected error in den; the requestId finds it in the daemon log',
 } as const;
 
@@ -52,6 +56,10 @@ export const ErrorStatus: Record<ErrorCode, number> = {
   AGENT_UNAVAILABLE: 503,
   RUNTIME_FAILED: 500,
   ROUTE_NOT_FOUND: 404,
+  APP_NOT_FOUND: 404,
+  APP_FAILED: 422,
+  API_KEY_NOT_FOUND: 404,
+  API_KEY_EXISTS: 409,
   INTERNAL: 500,
 };
 

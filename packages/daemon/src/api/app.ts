@@ -2,11 +2,17 @@ import { DEN_VERSION } from '@den/shared';
 import swagger from '@fastify/swagger';
 import websocket from '@fastify/websocket';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServerFactory } from 'fastify';
+import { e2bControlRoutes } from '../e2b/control/routes.js';
+import type { SandboxMetricsSource } from '../e2b/control/sandbox-metrics.js';
+import type { ApiKeyService } from '../services/api-keys.js';
+import type { AppPreviewService } from '../services/app-preview/app-service.js';
 import type { PreviewUrls } from '../services/preview-urls.js';
 import type { SandboxService } from '../services/sandbox-service.js';
 import type { StatusService } from '../services/status-service.js';
+import { appRoutes } from './apps.js';
 import { installErrorHandling } from './errors.js';
 import { fileRoutes } from './files.js';
+import { keyRoutes } from './keys.js';
 import { processRoutes } from './processes.js';
 import { sandboxRoutes } from './sandboxes.js';
 
@@ -14,6 +20,10 @@ export interface ApiDeps {
   sandboxes: SandboxService;
   status: StatusService;
   previews: PreviewUrls;
+  apps: AppPreviewService;
+  apiKeys: ApiKeyService;
+  /** E2B-compatible control API: template name -> den image, and where sandbox metrics come from */
+  e2b: { templateAliases: Record<string, string>; metrics: SandboxMetricsSource };
 }
 
 let requestCounter = 0;
@@ -37,7 +47,9 @@ export async function createApp(
   });
   installErrorHandling(app);
   // File contents arrive as raw streams: the route hands the request stream to the agent without buffering.
-  app.addContentTypeParser('application/octet-stream', (_req, payload, done) => done(null, payload));
+  app.addContentTypeParser(['application/octet-stream', 'application/x-tar'], (_req, payload, done) =>
+    done(null, payload),
+  );
   await app.register(swagger, {
     openapi: {
       openapi: '3.0.3',
@@ -52,6 +64,19 @@ export async function createApp(
     sandboxRoutes(scope, deps);
     processRoutes(scope, deps);
     fileRoutes(scope, deps);
+    appRoutes(scope, deps);
+    keyRoutes(scope, deps);
   });
+  await app.register(
+    (scope) =>
+      e2bControlRoutes(scope, {
+        sandboxes: deps.sandboxes,
+        apiKeys: deps.apiKeys,
+        domain: () => deps.previews.domainWithPort(),
+        templateAliases: deps.e2b.templateAliases,
+        metrics: deps.e2b.metrics,
+      }),
+    { prefix: '/e2b' },
+  );
   return app;
 }

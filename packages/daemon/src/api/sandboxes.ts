@@ -9,6 +9,7 @@ import {
   SandboxList,
   SandboxRef,
   SandboxState,
+  SetTimeoutRequest,
   Status,
 } from '@den/shared';
 import { Type } from '@sinclair/typebox';
@@ -59,6 +60,19 @@ export function sandboxRoutes(app: FastifyInstance, { sandboxes, status, preview
     '/v1/sandboxes/:ref/network',
     { schema: { params: SandboxRef, body: NetworkSettings, response: { 200: Sandbox, ...errors } } },
     async (req) => view(await sandboxes.updateNetwork((req.params as Ref).ref, req.body as NetworkSettings)),
+  );
+  app.post(
+    '/v1/sandboxes/:ref/timeout',
+    {
+      schema: {
+        description:
+          "sets the sandbox's timeout to timeoutMs from now (0 = no timeout); its onTimeout action runs then",
+        params: SandboxRef,
+        body: SetTimeoutRequest,
+        response: { 200: Sandbox, ...errors },
+      },
+    },
+    async (req) => view(await sandboxes.setTimeout((req.params as Ref).ref, (req.body as SetTimeoutRequest).timeoutMs)),
   );
   app.put(
     '/v1/sandboxes/:ref/preview',

@@ -17,7 +17,7 @@ export interface PreviewRoute {
 export const PATH_FORM_PREFIX = '/proxy/';
 
 // Sandbox ids (20 × [a-z0-9]) are valid names too, so one label pattern accepts both kinds of reference.
-const REF = SANDBOX_NAME_PATTERN.slice(1, -1);
+const REF = SANDBOX_NAME_PATTERN.slice(1, -1).replaceAll('(', '(?:');
 const PORT = '[1-9][0-9]{0,4}';
 const HOST_LABEL = new RegExp(`^(${PORT})-(${REF})$`);
 const PATH_FORM = new RegExp(`^${PATH_FORM_PREFIX}(${REF})/(${PORT})(?=$|[/?])`);

@@ -225,7 +225,12 @@ export function buildSpec(config: ContainerConfig, runtime: RuntimeName, options
     },
   ];
   for (const f of config.files ?? []) {
-    mounts.push({ destination: f.destination, type: 'bind', source: f.source, options: ['bind', 'ro'] });
+    mounts.push({
+      destination: f.destination,
+      type: 'bind',
+      source: f.source,
+      options: ['rbind', 'ro', 'nosuid', 'nodev'],
+    });
   }
   if (runsc) {
     // runsc mounts a sandbox-internal tmpfs over an empty /tmp unless the spec mounts /tmp itself (runsc/boot/vfs.go

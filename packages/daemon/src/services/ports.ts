@@ -31,7 +31,7 @@ export interface ContainerConfig {
   pids: number;
   /** the sandbox's network namespace (NetworkManager.setUp); absent: a new namespace with loopback only */
   netnsPath?: string;
-  /** host files bind-mounted read-only into the sandbox (/etc/resolv.conf, /etc/hosts) */
+  /** host files or directories bind-mounted read-only (/etc/resolv.conf, /etc/hosts, the package cache) */
   files?: { source: string; destination: string }[];
 }
 
@@ -106,6 +106,12 @@ export interface SandboxRecord {
   previewPublic: boolean;
   /** secret for private previews */
   previewToken: string;
+  /** when onTimeout runs (ISO-8601 UTC); null = no timeout. Counts only while the sandbox should run. */
+  timeoutAt: string | null;
+  /** 'pause' requests are stored as 'stop' until den pauses with memory */
+  onTimeout: 'delete' | 'stop';
+  /** E2B API: secret envd calls must carry in X-Access-Token; null = no token needed */
+  envdAccessToken: string | null;
 }
 
 /** A sandbox's egress policy; `allow` holds normalized CIDRs and domain patterns (allowlist only). */
@@ -160,6 +166,28 @@ export interface SandboxStore {
   update(id: string, patch: Partial<Omit<SandboxRecord, 'id' | 'createdAt'>>): Promise<SandboxRecord | undefined>;
   delete(id: string): Promise<void>;
   countByState(): Promise<Record<string, number>>;
+  /** sandboxes meant to run whose timeoutAt is at or before `now` (ISO-8601 UTC), oldest first */
+  listExpired(now: string): Promise<SandboxRecord[]>;
+}
+
+/** A stored API key: its SHA-256, never the key. */
+export interface ApiKeyRecord {
+  name: string;
+  /** SHA-256 of the key, hex */
+  keyHash: string;
+  createdAt: string;
+  lastUsedAt: string | null;
+}
+
+/** State database of API keys (SQLite or PostgreSQL behind one implementation). */
+export interface ApiKeyStore {
+  /** throws DenError API_KEY_EXISTS when the name is taken */
+  insert(record: ApiKeyRecord): Promise<void>;
+  list(): Promise<ApiKeyRecord[]>;
+  getByHash(keyHash: string): Promise<ApiKeyRecord | undefined>;
+  /** false when there was no key of that name */
+  delete(name: string): Promise<boolean>;
+  touch(name: string, lastUsedAt: string): Promise<void>;
 }
 
 /** Images (templates) known to this daemon. */

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, rm, stat } from 'node:fs/promises';
 import { availableParallelism, totalmem } from 'node:os';
 import {
   type CreateSandboxRequest,
@@ -9,6 +9,7 @@ import {
   LIMITS,
   type NetworkSettings,
   newSandboxId,
+  type OnTimeoutAction,
   SANDBOX_NAME_HINT,
   type Sandbox,
   type SandboxState,
@@ -46,6 +47,8 @@ export interface SandboxServiceDeps {
   paths: DenPaths;
   /** the directory mounted at /.den (built once per daemon start) */
   agentRootDir: string;
+  /** host directory shared read-only with every sandbox at PACKAGE_CACHE_MOUNT (npm and pip caches); optional */
+  packageCacheDir?: string;
   defaultRuntime: RuntimeName;
   log: Logger;
 }
@@ -105,7 +108,11 @@ export class SandboxService {
 
   // ---- commands ----
 
-  async create(req: CreateSandboxRequest): Promise<SandboxRecord> {
+  /**
+   * Creates a sandbox and resolves once it runs. `options.envdAccessToken` is the E2B API's secret for the
+   * sandbox's envd endpoint (not part of the native request: native clients never need it).
+   */
+  async create(req: CreateSandboxRequest, options: { envdAccessToken?: string } = {}): Promise<SandboxRecord> {
     const runtime = req.runtime ?? this.deps.defaultRuntime;
     this.runtimeFor(runtime);
     const image = req.image ?? 'base';
@@ -136,6 +143,9 @@ export class SandboxService {
       network,
       previewPublic: req.preview?.public ?? false,
       previewToken: newPreviewToken(),
+      timeoutAt: timeoutAtFrom(req.timeoutMs),
+      onTimeout: toStoredAction(req.onTimeout),
+      envdAccessToken: options.envdAccessToken ?? null,
     };
     // The row goes in first: whatever exists on the machine for a sandbox always has a row, so a crash at any
     // later point is finished (or cleaned up) by reconcile. The address is chosen and stored in one step.
@@ -170,7 +180,9 @@ export class SandboxService {
   async stop(ref: string): Promise<SandboxRecord> {
     const rec = await this.resolve(ref);
     return this.locks.run(rec.id, async () => {
-      await this.deps.store.update(rec.id, { desiredState: 'stopped' });
+      // A timeout counts only while the sandbox runs: a stopped sandbox keeps its files until someone acts, and
+      // whoever starts it again sets a new timeout if it wants one (E2B's connect does).
+      await this.deps.store.update(rec.id, { desiredState: 'stopped', timeoutAt: null });
       return this.ensureStopped(await this.resolve(rec.id));
     });
   }
@@ -203,6 +215,25 @@ export class SandboxService {
       }
       return updated;
     });
+  }
+
+  /**
+   * Sets the sandbox's timeout to `timeoutMs` from now (0 = none). With `onlyExtend`, a timeout already later
+   * than that is kept (E2B's connect: "TTL is only extended"). `onTimeout` changes the action too.
+   */
+  async setTimeout(
+    ref: string,
+    timeoutMs: number,
+    opts: { onlyExtend?: boolean; onTimeout?: OnTimeoutAction } = {},
+  ): Promise<SandboxRecord> {
+    const rec = await this.resolve(ref);
+    let timeoutAt = timeoutAtFrom(timeoutMs);
+    if (opts.onlyExtend && rec.timeoutAt && timeoutAt !== null && rec.timeoutAt > timeoutAt) {
+      timeoutAt = rec.timeoutAt;
+    }
+    const patch: Partial<SandboxRecord> = { timeoutAt };
+    if (opts.onTimeout) patch.onTimeout = toStoredAction(opts.onTimeout);
+    return (await this.deps.store.update(rec.id, patch))!;
   }
 
   async updatePreview(ref: string, settings: { public: boolean }): Promise<SandboxRecord> {
@@ -352,7 +383,7 @@ export class SandboxService {
       memoryMB: rec.memoryMB,
       pids: rec.pids,
       netnsPath: net.netnsPath,
-      files: net.files,
+      files: [...net.files, ...(await this.packageCacheMount())],
     });
     t.mark('runtime');
     await this.agent(rec.id).waitReady(AGENT_READY_TIMEOUT_MS);
@@ -402,6 +433,12 @@ export class SandboxService {
   }
 
   // ---- helpers ----
+
+  private async packageCacheMount(): Promise<{ source: string; destination: string }[]> {
+    const dir = this.deps.packageCacheDir;
+    if (!dir || !(await isDirectory(dir))) return [];
+    return [{ source: dir, destination: PACKAGE_CACHE_MOUNT }];
+  }
 
   private networkSpec(rec: SandboxRecord, address: string) {
     return { sandboxId: rec.id, address, hostname: rec.name ?? rec.id, network: rec.network };
@@ -481,12 +518,33 @@ export class SandboxService {
 
 /** The API view of a sandbox; `previewDomain` is what preview hosts end with (PreviewUrls.domainWithPort). */
 export function toSandbox(rec: SandboxRecord, previewDomain: string): Sandbox {
-  const { address, network, previewPublic, previewToken, ...rest } = rec;
+  const { address, network, previewPublic, previewToken, envdAccessToken: _secret, ...rest } = rec;
   return {
     ...rest,
     network: { policy: network.policy, allow: network.allow, address },
     preview: { public: previewPublic, token: previewToken, domain: previewDomain },
   };
+}
+
+/** Where sandboxes see the shared package cache (read-only). */
+export const PACKAGE_CACHE_MOUNT = '/opt/den-cache';
+
+async function isDirectory(path: string): Promise<boolean> {
+  try {
+    return (await stat(path)).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+/** The moment a timeout of `timeoutMs` from now passes; null for no timeout (undefined or 0). */
+function timeoutAtFrom(timeoutMs: number | undefined): string | null {
+  return timeoutMs ? new Date(Date.now() + timeoutMs).toISOString() : null;
+}
+
+/** 'pause' is stored as 'stop' until den pauses with memory: the files are kept either way. */
+function toStoredAction(action: OnTimeoutAction | undefined): SandboxRecord['onTimeout'] {
+  return action === 'delete' || action === undefined ? 'delete' : 'stop';
 }
 
 /** Key of the lock that makes choosing an address and storing it one step. */

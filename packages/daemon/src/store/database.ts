@@ -37,10 +37,24 @@ export interface SandboxesTable {
   preview_token: string;
   /** bumped on every update: lets the reconcile loop notice concurrent changes */
   version: Generated<number>;
+  /** ISO-8601 UTC; null = no timeout */
+  timeout_at: string | null;
+  /** 'delete' | 'stop' */
+  on_timeout: string;
+  envd_access_token: string | null;
+}
+
+export interface ApiKeysTable {
+  name: string;
+  /** SHA-256 of the key, hex */
+  key_hash: string;
+  created_at: string;
+  last_used_at: string | null;
 }
 
 export interface Database {
   sandboxes: SandboxesTable;
+  api_keys: ApiKeysTable;
 }
 
 export type DenDb = Kysely<Database>;

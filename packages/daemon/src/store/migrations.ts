@@ -58,4 +58,38 @@ export const migrations: Record<string, Migration> = {
       }
     },
   },
+  '0003_sandbox_timeouts': {
+    async up(db: Kysely<unknown>) {
+      // ISO-8601 UTC text (fixed width), so `timeout_at <= now` compares correctly as text in both dialects.
+      await db.schema.alterTable('sandboxes').addColumn('timeout_at', 'text').execute();
+      await db.schema
+        .alterTable('sandboxes')
+        .addColumn('on_timeout', 'text', (c) => c.notNull().defaultTo('delete'))
+        .execute();
+      // The E2B API's per-sandbox secret for envd (X-Access-Token); null = envd calls need no token.
+      await db.schema.alterTable('sandboxes').addColumn('envd_access_token', 'text').execute();
+      await db.schema.createIndex('sandboxes_timeout_at').on('sandboxes').column('timeout_at').execute();
+    },
+    async down(db: Kysely<unknown>) {
+      await db.schema.dropIndex('sandboxes_timeout_at').execute();
+      for (const c of ['envd_access_token', 'on_timeout', 'timeout_at']) {
+        await db.schema.alterTable('sandboxes').dropColumn(c).execute();
+      }
+    },
+  },
+  '0004_api_keys': {
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .createTable('api_keys')
+        .addColumn('name', 'text', (c) => c.primaryKey())
+        // SHA-256 (hex) of the key: den never stores a key, so a copy of the database does not grant access.
+        .addColumn('key_hash', 'text', (c) => c.notNull().unique())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('last_used_at', 'text')
+        .execute();
+    },
+    async down(db: Kysely<unknown>) {
+      await db.schema.dropTable('api_keys').execute();
+    },
+  },
 };

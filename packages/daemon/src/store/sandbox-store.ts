@@ -24,6 +24,9 @@ function toRecord(row: Selectable<SandboxesTable>): SandboxRecord {
     network: JSON.parse(row.network_json) as NetworkPolicy,
     previewPublic: Number(row.preview_public) === 1,
     previewToken: row.preview_token,
+    timeoutAt: row.timeout_at,
+    onTimeout: row.on_timeout as SandboxRecord['onTimeout'],
+    envdAccessToken: row.envd_access_token,
   };
 }
 
@@ -48,6 +51,9 @@ function toColumns(patch: Partial<SandboxRecord>): Partial<Columns> {
   if (patch.network !== undefined) out.network_json = JSON.stringify(patch.network);
   if (patch.previewPublic !== undefined) out.preview_public = patch.previewPublic ? 1 : 0;
   if (patch.previewToken !== undefined) out.preview_token = patch.previewToken;
+  if (patch.timeoutAt !== undefined) out.timeout_at = patch.timeoutAt;
+  if (patch.onTimeout !== undefined) out.on_timeout = patch.onTimeout;
+  if (patch.envdAccessToken !== undefined) out.envd_access_token = patch.envdAccessToken;
   return out;
 }
 
@@ -91,6 +97,18 @@ export class KyselySandboxStore implements SandboxStore {
     let q = this.db.selectFrom('sandboxes').selectAll().orderBy('created_at').orderBy('id');
     if (filter.state) q = q.where('state', '=', filter.state);
     return (await q.execute()).map(toRecord);
+  }
+
+  async listExpired(now: string): Promise<SandboxRecord[]> {
+    const rows = await this.db
+      .selectFrom('sandboxes')
+      .selectAll()
+      .where('timeout_at', 'is not', null)
+      .where('timeout_at', '<=', now)
+      .where('desired_state', '=', 'running')
+      .orderBy('timeout_at')
+      .execute();
+    return rows.map(toRecord);
   }
 
   async update(

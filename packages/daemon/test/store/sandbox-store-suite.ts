@@ -33,7 +33,27 @@ export function sandboxStoreSuite(name: string, open: () => Promise<{ store: San
       previewPublic: false,
       previewToken: 'secret',
       lastError: null,
+      timeoutAt: null,
+      onTimeout: 'delete',
+      envdAccessToken: null,
       ...over,
+    });
+
+    test('timeout fields and the envd token round-trip; listExpired finds due sandboxes meant to run', async () => {
+      const now = new Date();
+      const past = new Date(now.getTime() - 1000).toISOString();
+      const future = new Date(now.getTime() + 60_000).toISOString();
+      const due = record({ timeoutAt: past, onTimeout: 'stop', envdAccessToken: 'tok' });
+      const later = record({ timeoutAt: future });
+      const stopped = record({ timeoutAt: past, desiredState: 'stopped' });
+      const none = record();
+      for (const r of [due, later, stopped, none]) await store.insert(r);
+      assert.deepEqual(await store.get(due.id), due);
+      const expired = (await store.listExpired(now.toISOString())).map((r) => r.id);
+      assert.ok(expired.includes(due.id));
+      for (const r of [later, stopped, none]) assert.ok(!expired.includes(r.id), `${r.id} is not expired`);
+      await store.update(due.id, { timeoutAt: null });
+      assert.ok(!(await store.listExpired(now.toISOString())).some((r) => r.id === due.id));
     });
 
     test('insert, get, get by name round-trip every field', async () => {

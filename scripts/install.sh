@@ -4,6 +4,7 @@
 #   2. gVisor runsc 2024-07-29 from Debian 13, extracted into den's tool directory (host apt sources untouched)
 #   3. npm dependencies and the TypeScript build
 #   4. the base image (Debian bookworm root built by mmdebstrap), cached by a hash of its recipe
+#   5. the package cache shared read-only with sandboxes (npm cache + Python wheels for live previews)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
@@ -14,7 +15,7 @@ skip() { printf '    %s\n' "$*"; }
 
 [[ $(id -u) == 0 ]] || { echo "den's install step needs root (it installs Debian packages and mounts filesystems)" >&2; exit 1; }
 
-step "1/4 Debian packages"
+step "1/5 Debian packages"
 PKGS=(runc mmdebstrap iproute2 nftables e2fsprogs zstd tini util-linux python3 make g++ ca-certificates postgresql)
 missing=()
 for p in "${PKGS[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p"); done
@@ -26,7 +27,7 @@ else
   skip "all present"
 fi
 
-step "2/4 gVisor runsc (Debian 13 build, 2024-07-29)"
+step "2/5 gVisor runsc (Debian 13 build, 2024-07-29)"
 RUNSC=$DEN_TOOLS/runsc/usr/bin/runsc
 if [[ -x $RUNSC ]]; then
   skip "$($RUNSC --version | head -1)"
@@ -41,7 +42,7 @@ else
   "$RUNSC" --version | head -1
 fi
 
-step "3/4 npm dependencies and build"
+step "3/5 npm dependencies and build"
 lockhash=$(sha256sum package-lock.json 2>/dev/null | cut -c1-16 || echo none)
 if [[ -f node_modules/.den-lock && $(cat node_modules/.den-lock) == "$lockhash" ]]; then
   skip "node_modules up to date"
@@ -51,5 +52,8 @@ else
 fi
 npm run --silent build
 
-step "4/4 base image"
+step "4/5 base image"
 DEN_STORE=$DEN_STORE bash scripts/base-image.sh
+
+step "5/5 package cache for live previews"
+bash scripts/package-cache.sh "$DEN_STORE/cache"

@@ -1,8 +1,10 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { destroyDaemon, REPO_ROOT, startDaemon } from '@den/e2e';
-import { Sandbox } from '@den/sdk';
+import { destroyDaemon, REPO_ROOT, startDaemon, type TestDaemon } from '@den/e2e';
+import { DenClient, Sandbox } from '@den/sdk';
+import { e2bOverhead } from './e2b.js';
 import { idlePssPerSandboxMiB } from './memory.js';
+import { networkStepTimes, proxyOverhead } from './proxy.js';
 import { RawRuntime } from './raw.js';
 import { type Summary, sample, summarize, timeIt } from './stats.js';
 
@@ -18,7 +20,11 @@ const N = {
   small: Math.round(20 * SCALE),
   big: 3,
   idle: 5,
+  proxy: Math.round(300 * SCALE),
+  e2b: Math.round(5 * SCALE),
 };
+/** Which groups run (comma list in DEN_BENCH_SUITES): core (lifecycle, exec, files, memory), network, e2b. */
+const SUITES = new Set((process.env.DEN_BENCH_SUITES ?? 'core,network,e2b').split(','));
 const RUNSC = process.env.DEN_RUNSC ?? '/var/lib/den/tools/runsc/usr/bin/runsc';
 const MiB = 1024 * 1024;
 
@@ -33,6 +39,52 @@ interface Row {
 async function baseLayerDir(): Promise<string> {
   const manifest = JSON.parse(await readFile('/var/lib/den/store/images/base.json', 'utf8')) as { layers: string[] };
   return join('/var/lib/den/store/layers/sha256', manifest.layers[0]!.replace('sha256:', ''));
+}
+
+async function benchNetwork(runtime: 'runsc' | 'runc', daemon: TestDaemon): Promise<Row[]> {
+  // Network setup as the daemon timed it inside each create/start (namespace, veth, address, nft rules).
+  const since = daemon.logs.length;
+  for (let i = 0; i < N.lifecycle; i++) await (await Sandbox.create({ url: daemon.url, runtime })).kill();
+  const setup = networkStepTimes(daemon.logs, since);
+  const proxy = await proxyOverhead(daemon.url, runtime, N.proxy);
+  return [
+    { metric: 'network setup in create', unit: 'ms', den: summarize(setup), raw: 0, target: 'den p50 <= 30 ms' },
+    {
+      metric: 'preview GET via proxy (raw: direct)',
+      unit: 'ms',
+      den: proxy.smallGet.den,
+      raw: proxy.smallGet.raw,
+      target: `den p50 <= 1.3x raw: ${(proxy.smallGet.den.p50 / proxy.smallGet.raw.p50).toFixed(2)}x`,
+    },
+    {
+      metric: 'preview 100 MiB download',
+      unit: 'MiB/s',
+      den: Number(proxy.download.den.toFixed(0)),
+      raw: Number(proxy.download.raw.toFixed(0)),
+      target: `den >= 70% of raw: ${((100 * proxy.download.den) / proxy.download.raw).toFixed(0)}%`,
+    },
+  ];
+}
+
+async function benchE2b(url: string): Promise<Row[]> {
+  const { key } = await new DenClient({ url }).createApiKey(`bench-${Date.now()}`);
+  const f = await e2bOverhead(url, key, N.e2b);
+  return [
+    {
+      metric: 'e2b create+run (raw: den SDK)',
+      unit: 'ms',
+      den: f.createAndRun.den,
+      raw: f.createAndRun.raw,
+      target: `e2b p50 <= 1.5x den SDK: ${(f.createAndRun.den.p50 / f.createAndRun.raw.p50).toFixed(2)}x`,
+    },
+    {
+      metric: '20 concurrent runs / 10 sandboxes',
+      unit: 'fail',
+      den: f.concurrent.failures,
+      raw: 0,
+      target: `0 failures (${f.concurrent.ms} ms)`,
+    },
+  ];
 }
 
 async function benchRuntime(runtime: 'runsc' | 'runc', url: string, rootfs: string): Promise<Row[]> {
@@ -147,13 +199,19 @@ async function main(): Promise<void> {
   const daemon = await startDaemon();
   const results: Record<string, Row[]> = {};
   try {
+    const groups: [string, () => Promise<Row[]>][] = [];
     for (const runtime of ['runsc', 'runc'] as const) {
-      console.log(`\n== ${runtime} ==`);
-      results[runtime] = await benchRuntime(runtime, daemon.url, rootfs);
+      if (SUITES.has('core')) groups.push([runtime, () => benchRuntime(runtime, daemon.url, rootfs)]);
+      if (SUITES.has('network')) groups.push([`${runtime} network`, () => benchNetwork(runtime, daemon)]);
+    }
+    if (SUITES.has('e2b')) groups.push(['e2b (runsc)', () => benchE2b(daemon.url)]);
+    for (const [name, run] of groups) {
+      console.log(`\n== ${name} ==`);
+      results[name] = await run();
       console.log(
         `${'metric'.padEnd(32)} ${'unit'.padEnd(4)} ${'den p50'.padStart(8)} ${'den p95'.padStart(8)} ${'raw p50'.padStart(8)} ${'raw p95'.padStart(8)}  target`,
       );
-      for (const r of results[runtime]!) {
+      for (const r of results[name]!) {
         console.log(`${r.metric.padEnd(32)} ${r.unit.padEnd(4)} ${fmt(r.den)} ${fmt(r.raw)}  ${r.target ?? ''}`);
       }
     }

@@ -1,0 +1,124 @@
+import { Agent, request } from 'node:http';
+import { Sandbox } from '@den/sdk';
+import { type Summary, summarize } from './stats.js';
+
+const MiB = 1024 * 1024;
+
+/** A Node HTTP server in the sandbox (Debian's node in the base image): `/small` (2 bytes) and `/big` (100 MiB). */
+const SERVER = `
+const http = require('http');
+const chunk = Buffer.alloc(1024 * 1024, 120);
+http.createServer((q, r) => {
+  if (q.url === '/big') {
+    r.writeHead(200, { 'content-length': 100 * chunk.length });
+    let left = 100;
+    const pump = () => { while (left > 0) { left--; if (!r.write(chunk)) return r.once('drain', pump); } r.end(); };
+    return pump();
+  }
+  r.end('ok');
+}).listen(8080, '0.0.0.0');
+`;
+
+interface Target {
+  host: string;
+  port: number;
+  headers: Record<string, string>;
+}
+
+function get(agent: Agent, t: Target, path: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: t.host, port: t.port, path, headers: t.headers, agent }, (res) => {
+      let bytes = 0;
+      res.on('data', (c: Buffer) => {
+        bytes += c.length;
+      });
+      res.on('end', () => (res.statusCode === 200 ? resolve(bytes) : reject(new Error(`HTTP ${res.statusCode}`))));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+export interface ProxyFigures {
+  smallGet: { den: Summary; raw: Summary };
+  download: { den: number; raw: number };
+}
+
+/**
+ * Preview proxy overhead, side by side in one run: small GETs over a keep-alive connection through den's proxy
+ * (host-form preview URL with the token) and straight to the sandbox's address (the raw baseline), interleaved;
+ * then 100 MiB downloads both ways (MiB/s, median of `bigRuns`).
+ */
+export async function proxyOverhead(
+  url: string,
+  runtime: 'runsc' | 'runc',
+  n: number,
+  bigRuns = 3,
+): Promise<ProxyFigures> {
+  const sbx = await Sandbox.create({ url, runtime, memoryMB: 1024, network: { policy: 'none' } });
+  try {
+    await sbx.files.write('/home/user/bench-server.js', SERVER);
+    await sbx.commands.run('node /home/user/bench-server.js', { background: true });
+    await sbx.ports.waitFor(8080, { timeoutMs: 30_000 });
+    const info = await sbx.info();
+    const den = new URL(url);
+    const viaProxy: Target = {
+      host: den.hostname,
+      port: Number(den.port),
+      headers: { host: sbx.getHost(8080), 'x-den-preview-token': info.preview.token },
+    };
+    const direct: Target = { host: info.network.address!, port: 8080, headers: {} };
+    const agents = {
+      proxy: new Agent({ keepAlive: true, maxSockets: 1 }),
+      direct: new Agent({ keepAlive: true, maxSockets: 1 }),
+    };
+    try {
+      const t = { proxy: [] as number[], direct: [] as number[] };
+      for (let i = 0; i < 50; i++) {
+        await get(agents.proxy, viaProxy, '/small');
+        await get(agents.direct, direct, '/small');
+      }
+      for (let i = 0; i < n; i++) {
+        let t0 = performance.now();
+        await get(agents.proxy, viaProxy, '/small');
+        t.proxy.push(performance.now() - t0);
+        t0 = performance.now();
+        await get(agents.direct, direct, '/small');
+        t.direct.push(performance.now() - t0);
+      }
+      const rates = { proxy: [] as number[], direct: [] as number[] };
+      for (let i = 0; i < bigRuns; i++) {
+        for (const [key, target] of [
+          ['direct', direct],
+          ['proxy', viaProxy],
+        ] as const) {
+          const t0 = performance.now();
+          const bytes = await get(agents[key], target, '/big');
+          if (bytes !== 100 * MiB) throw new Error(`${key}: got ${bytes} bytes`);
+          rates[key].push(bytes / MiB / ((performance.now() - t0) / 1000));
+        }
+      }
+      return {
+        smallGet: { den: summarize(t.proxy), raw: summarize(t.direct) },
+        download: { den: summarize(rates.proxy).p50, raw: summarize(rates.direct).p50 },
+      };
+    } finally {
+      agents.proxy.destroy();
+      agents.direct.destroy();
+    }
+  } finally {
+    await sbx.kill();
+  }
+}
+
+/** The daemon's own per-step timings of sandbox starts ("sandbox running" log lines): the network step. */
+export function networkStepTimes(logs: string[], since: number): number[] {
+  const out: number[] = [];
+  for (const line of logs.slice(since)) {
+    if (!line.includes('"sandbox running"')) continue;
+    const ms = (JSON.parse(line) as { ms?: { network?: number } }).ms?.network;
+    if (typeof ms === 'number') out.push(ms);
+  }
+  return out;
+}

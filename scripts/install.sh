@@ -16,8 +16,9 @@ skip() { printf '    %s\n' "$*"; }
 [[ $(id -u) == 0 ]] || { echo "den's install step needs root (it installs Debian packages and mounts filesystems)" >&2; exit 1; }
 
 step "1/5 Debian packages"
-# chromium: the real browser of e2e/test/preview-browser.test.ts (driven headless through playwright-core)
-PKGS=(runc mmdebstrap iproute2 nftables e2fsprogs zstd tini util-linux python3 make g++ ca-certificates postgresql chromium)
+# chromium: the real browser of e2e/test/preview-browser.test.ts (driven headless through playwright-core);
+# fonts-liberation: its recommended fonts, skipped by --no-install-recommends, so screenshots show text
+PKGS=(runc mmdebstrap iproute2 nftables e2fsprogs zstd tini util-linux python3 make g++ ca-certificates postgresql chromium fonts-liberation)
 missing=()
 for p in "${PKGS[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p"); done
 if ((${#missing[@]})); then

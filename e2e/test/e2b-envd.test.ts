@@ -2,33 +2,22 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { request } from 'node:http';
 import { after, before, describe, test } from 'node:test';
-import { Sandbox as DenSandbox } from '@den/sdk';
+import { DenClient } from '@den/sdk';
 import { CommandExitError, FileNotFoundError, FilesystemEventType, Sandbox, TimeoutError } from 'e2b';
+import { type E2BConnection, e2bConnection, envdAccessTokenOf } from '../src/e2b.js';
 import { destroyDaemon, startDaemon, type TestDaemon, waitFor } from '../src/harness.js';
 
 /**
  * The unmodified `e2b` SDK against den's envd API (E2B_SANDBOX_URL = http://<den>/e2b), on real sandboxes.
  *
- * Sandboxes are created through den's own API and the SDK's Sandbox is built for their ids with the SDK's own
- * constructor (what `Sandbox.create` does after the control API answers), so this suite tests the in-sandbox
- * protocol alone; the control API has its own suite.
+ * Sandboxes are made the way an E2B application makes them: `Sandbox.create('base')` with a den API key, through
+ * den's E2B control API (which secures envd with an access token). E2B has no way to ask for a runtime, so the
+ * runc sandbox is created through den's own API and attached with the e2b SDK's `Sandbox.connect(id)`.
  */
-const ENVD_VERSION = '0.6.13';
-
-function e2bSandbox(daemon: TestDaemon, sandboxId: string): Sandbox {
-  const SandboxCtor = Sandbox as unknown as new (opts: Record<string, unknown>) => Sandbox;
-  return new SandboxCtor({
-    sandboxId,
-    envdVersion: ENVD_VERSION,
-    apiKey: 'unused-by-envd',
-    apiUrl: `${daemon.url}/e2b`,
-    sandboxUrl: `${daemon.url}/e2b`,
-  });
-}
-
-async function newSandbox(daemon: TestDaemon, runtime: 'runsc' | 'runc'): Promise<Sandbox> {
-  const den = await DenSandbox.create({ url: daemon.url, runtime, env: { FROM_CREATE: 'yes' } });
-  return e2bSandbox(daemon, den.id);
+async function newSandbox(daemon: TestDaemon, conn: E2BConnection, runtime: 'runsc' | 'runc'): Promise<Sandbox> {
+  if (runtime === 'runsc') return Sandbox.create('base', { ...conn, envs: { FROM_CREATE: 'yes' } });
+  const den = await new DenClient({ url: daemon.url }).createSandbox({ runtime, env: { FROM_CREATE: 'yes' } });
+  return Sandbox.connect(den.id, conn);
 }
 
 describe('e2b SDK against den envd (runsc)', () => {
@@ -37,7 +26,7 @@ describe('e2b SDK against den envd (runsc)', () => {
 
   before(async () => {
     daemon = await startDaemon();
-    sbx = await newSandbox(daemon, 'runsc');
+    sbx = await newSandbox(daemon, await e2bConnection(daemon), 'runsc');
   });
   after(async () => destroyDaemon(daemon));
 
@@ -278,9 +267,13 @@ describe('e2b SDK against den envd (runsc)', () => {
         req.on('error', reject);
         req.end();
       });
+    const token = envdAccessTokenOf(sbx);
+    assert.ok(token, 'Sandbox.create (v2) secures envd with an access token');
     assert.equal((await get('/e2b/health', { 'e2b-sandbox-id': sbx.sandboxId })).status, 204);
     assert.equal((await get('/health', { host: `49983-${sbx.sandboxId}.localhost:${port}` })).status, 204);
-    const envs = await get('/envs', { host: `49983-${sbx.sandboxId}.localhost` });
+    const refused = await get('/envs', { host: `49983-${sbx.sandboxId}.localhost` });
+    assert.equal(refused.status, 401, 'envs without X-Access-Token');
+    const envs = await get('/envs', { host: `49983-${sbx.sandboxId}.localhost`, 'x-access-token': token });
     assert.equal(envs.status, 200);
     assert.equal((JSON.parse(envs.body) as Record<string, string>).FROM_CREATE, 'yes');
     const missing = await get('/e2b/health', { 'e2b-sandbox-id': 'nosuchsandbox' });
@@ -294,8 +287,13 @@ describe('e2b SDK against den envd: watch on runc, concurrency across sandboxes'
 
   before(async () => {
     daemon = await startDaemon();
+    const conn = await e2bConnection(daemon);
     sandboxes.push(
-      ...(await Promise.all([newSandbox(daemon, 'runc'), newSandbox(daemon, 'runsc'), newSandbox(daemon, 'runsc')])),
+      ...(await Promise.all([
+        newSandbox(daemon, conn, 'runc'),
+        newSandbox(daemon, conn, 'runsc'),
+        newSandbox(daemon, conn, 'runsc'),
+      ])),
     );
   });
   after(async () => destroyDaemon(daemon));

@@ -149,6 +149,11 @@ export class AgentClient {
     return this.unary<ProcessInfo[]>('GET', '/processes');
   }
 
+  /** Asks the agent to close its listener before a checkpoint; it listens again on SIGUSR2 (see agent main.ts). */
+  async prepareCheckpoint(): Promise<void> {
+    await this.unary('POST', '/checkpoint/prepare', {});
+  }
+
   /** TCP sockets listening inside the sandbox. */
   listPorts(): Promise<ListeningSocket[]> {
     return this.unary<ListeningSocket[]>('GET', '/ports');

@@ -25,8 +25,41 @@ if (process.getuid?.() === 0) {
   }
 }
 
-const agent = createAgent({ version: config.version, defaultUser: config.defaultUser, sandboxEnv: config.sandboxEnv });
+const agent = createAgent({
+  version: config.version,
+  defaultUser: config.defaultUser,
+  sandboxEnv: config.sandboxEnv,
+  onPrepareCheckpoint: () => void prepareCheckpoint(),
+});
 await agent.listen(config.socketPath);
+
+/**
+ * Pause with memory (runsc checkpoint): gVisor cannot save a socket bound to a host file, so the agent closes its
+ * listener (and every session) when the daemon asks, and the daemon checkpoints the sandbox. After a restore (or if
+ * the checkpoint failed and the sandbox keeps running) the daemon sends SIGUSR2, which tini forwards to the agent:
+ * it listens again on the same path.
+ */
+let paused = false;
+/** Without a listener nothing would keep Node's event loop alive: the agent would exit and take the sandbox along. */
+let keepAlive: NodeJS.Timeout | undefined;
+async function prepareCheckpoint(): Promise<void> {
+  paused = true;
+  keepAlive = setInterval(() => undefined, 3_600_000);
+  await agent.unlisten();
+  rmSync(config.socketPath, { force: true });
+  console.error('den-agent: listener closed for a checkpoint; waiting for SIGUSR2');
+}
+process.on('SIGUSR2', () => {
+  if (!paused) return;
+  paused = false;
+  agent.listen(config.socketPath).then(
+    () => {
+      clearInterval(keepAlive);
+      console.error('den-agent: listening again after SIGUSR2');
+    },
+    (err: unknown) => console.error('den-agent: cannot listen again:', err),
+  );
+});
 console.error(
   `den-agent ${config.version} listening on ${config.socketPath} (pid ${process.pid}, ready after ${Math.round(process.uptime() * 1000)} ms)`,
 );

@@ -19,6 +19,11 @@ import { watchRoute } from './watch.js';
 
 export interface AgentOptions {
   version: string;
+  /**
+   * Called once the answer to `POST /checkpoint/prepare` is sent: the agent must give up its listening socket (gVisor
+   * cannot checkpoint a socket bound to a host file) until the daemon signals it after the restore.
+   */
+  onPrepareCheckpoint?: () => void;
   defaultUser: string;
   sandboxEnv: Record<string, string>;
   /** where /etc/passwd and /etc/group are read; the sandbox's own by default */
@@ -31,6 +36,8 @@ export interface Agent {
   listen(socketPath: string): Promise<void>;
   /** Terminates every process (SIGTERM, then SIGKILL after `graceMs`), then closes all sessions and the server. */
   shutdown(graceMs: number): Promise<void>;
+  /** Stops listening and drops every session; processes keep running. `listen` again to serve. */
+  unlisten(): Promise<void>;
 }
 
 /**
@@ -95,6 +102,9 @@ export function createAgent(options: AgentOptions): Agent {
         return sendJson(stream, 200, health());
       case 'GET /processes':
         return processRoutes.listProcesses(stream, processDeps);
+      case 'POST /checkpoint/prepare':
+        stream.once('close', () => options.onPrepareCheckpoint?.());
+        return sendJson(stream, 200, { ok: true });
       case 'GET /ports':
         return sendJson(stream, 200, await listeningSockets());
       case 'GET /files/content':
@@ -146,6 +156,14 @@ export function createAgent(options: AgentOptions): Agent {
           resolve();
         });
       });
+    },
+    async unlisten() {
+      const closed = new Promise<void>((resolve) => (server.listening ? server.close(() => resolve()) : resolve()));
+      // Graceful first, so the answer to the prepare request reaches the daemon; then nothing may stay connected.
+      for (const session of sessions) session.close();
+      await new Promise((r) => setTimeout(r, 200));
+      for (const session of sessions) session.destroy();
+      await closed;
     },
     async shutdown(graceMs) {
       await registry.terminateAll(graceMs);

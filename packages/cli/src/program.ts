@@ -41,7 +41,7 @@ export interface InfoArgs extends JsonArgs {
   ref: string;
 }
 export interface LifecycleArgs {
-  action: 'start' | 'stop' | 'restart';
+  action: 'start' | 'stop' | 'restart' | 'pause' | 'resume';
   refs: string[];
 }
 export interface RemoveArgs {
@@ -228,6 +228,8 @@ export function buildProgram(options: ProgramOptions): Command {
   defineLifecycle(program, 'start');
   defineLifecycle(program, 'stop');
   defineLifecycle(program, 'restart');
+  defineLifecycle(program, 'pause');
+  defineLifecycle(program, 'resume');
   defineRemove(program, 'rm <ref...>');
 
   const instance = sub(program, 'instance', "sandboxes in Velda's words: create, list, start, stop, restart, delete");

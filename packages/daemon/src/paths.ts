@@ -29,6 +29,8 @@ export interface SandboxPaths {
   logFile: string;
   /** generated /etc files (resolv.conf, hosts) bind-mounted into the sandbox */
   netDir: string;
+  /** runsc checkpoint image while the sandbox is paused with memory */
+  checkpointDir: string;
 }
 
 export function denPaths(home: string, store: string): DenPaths {
@@ -53,6 +55,7 @@ export function denPaths(home: string, store: string): DenPaths {
         agentSocket: join(dir, 'sock', 'agent.sock'),
         logFile: join(dir, 'agent.log'),
         netDir: join(dir, 'net'),
+        checkpointDir: join(dir, 'checkpoint'),
       };
     },
   };

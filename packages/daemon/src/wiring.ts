@@ -101,6 +101,7 @@ export async function wire(config: DaemonConfig, log: PinoLogger): Promise<Daemo
     resolver: { resolve: (ref, port) => sandboxes.previewTarget(ref, port) },
     log,
   });
+  sandboxes.onLeaving((id) => proxy.dropConnections(id));
   const app = await createApp(
     {
       sandboxes,

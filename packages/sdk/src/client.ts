@@ -199,6 +199,31 @@ export class DenClient {
   }
 
   /**
+   * Pauses a sandbox: on runsc its memory is saved too (processes continue where they were on resume); on runc, or
+   * when the checkpoint fails, only the filesystem is kept. `pause.memory` in the answer says which.
+   *
+   * @example
+   * ```ts
+   * const { pause } = await den.pauseSandbox('dev'); // { memory: true, reason: null, at }
+   * ```
+   */
+  async pauseSandbox(ref: string, opts?: RequestOptions): Promise<SandboxInfo> {
+    return this.json({ method: 'POST', path: `${sandboxPath(ref)}/pause`, timeout: 'body' }, opts);
+  }
+
+  /**
+   * Resumes a paused sandbox (any exec, file or preview request does that too).
+   *
+   * @example
+   * ```ts
+   * await den.resumeSandbox('dev');
+   * ```
+   */
+  async resumeSandbox(ref: string, opts?: RequestOptions): Promise<SandboxInfo> {
+    return this.json({ method: 'POST', path: `${sandboxPath(ref)}/resume`, timeout: 'body' }, opts);
+  }
+
+  /**
    * Deletes a sandbox with its files.
    *
    * @example

@@ -228,6 +228,24 @@ export class ApiKeyExistsError extends DenError {
   }
 }
 
+/** No object with that key in the daemon's object store (a snapshot part that was deleted or never written). */
+export class ObjectNotFoundError extends DenError {
+  declare readonly code: 'OBJECT_NOT_FOUND';
+  constructor(message: string, details?: Details, requestId?: string) {
+    super('OBJECT_NOT_FOUND', message, details, requestId);
+    this.name = 'ObjectNotFoundError';
+  }
+}
+
+/** A stored snapshot does not match its manifest (checksum or size); nothing was restored. */
+export class SnapshotCorruptError extends DenError {
+  declare readonly code: 'SNAPSHOT_CORRUPT';
+  constructor(message: string, details?: Details, requestId?: string) {
+    super('SNAPSHOT_CORRUPT', message, details, requestId);
+    this.name = 'SnapshotCorruptError';
+  }
+}
+
 /** Constructor shape shared by the code-specific classes above. */
 export type DenErrorSubclass = new (message: string, details?: Details, requestId?: string) => DenError;
 
@@ -261,6 +279,9 @@ export const ERROR_CLASSES: Record<ErrorCode, DenErrorSubclass | typeof DenError
   APP_FAILED: AppFailedError,
   API_KEY_NOT_FOUND: ApiKeyNotFoundError,
   API_KEY_EXISTS: ApiKeyExistsError,
+  OBJECT_NOT_FOUND: ObjectNotFoundError,
+  OBJECT_STORE_FAILED: DenError,
+  SNAPSHOT_CORRUPT: SnapshotCorruptError,
   INTERNAL: DenError,
 };
 

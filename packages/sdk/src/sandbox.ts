@@ -194,6 +194,47 @@ export class Sandbox {
   }
 
   /**
+   * Pauses the sandbox: memory and processes too on runsc (they continue where they were), the filesystem only on
+   * runc or when a checkpoint is impossible; `pause.memory` says which. Any later call resumes it.
+   *
+   * @example
+   * ```ts
+   * const info = await sbx.pause();
+   * if (!info.pause?.memory) console.log(info.pause?.reason);
+   * ```
+   */
+  pause(opts?: RequestOptions): Promise<SandboxInfo> {
+    return this.client.pauseSandbox(this.id, opts);
+  }
+
+  /**
+   * Resumes a paused sandbox explicitly (calls to a paused sandbox resume it by themselves).
+   *
+   * @example
+   * ```ts
+   * await sbx.resume();
+   * ```
+   */
+  resume(opts?: RequestOptions): Promise<SandboxInfo> {
+    return this.client.resumeSandbox(this.id, opts);
+  }
+
+  /**
+   * Resumes a paused sandbox by id or name and connects to it.
+   *
+   * @example
+   * ```ts
+   * const sbx = await Sandbox.resume('dev');
+   * ```
+   */
+  static async resume(idOrName: string, opts: RequestOptions = {}): Promise<Sandbox> {
+    const { signal, ...conn } = opts;
+    const client = new DenClient(conn);
+    const info = await client.resumeSandbox(idOrName, signal ? { signal } : undefined);
+    return new Sandbox(info, client);
+  }
+
+  /**
    * Deletes the sandbox with its filesystem.
    *
    * @example

@@ -19,6 +19,8 @@ export const SandboxState = Type.Union(
     Type.Literal('stopping'),
     Type.Literal('stopped'),
     Type.Literal('deleting'),
+    Type.Literal('pausing'),
+    Type.Literal('paused'),
     Type.Literal('error'),
   ],
   { description: 'observed state of the sandbox' },
@@ -76,7 +78,7 @@ export type PreviewSettings = Static<typeof PreviewSettings>;
 export const OnTimeoutAction = Type.Union([Type.Literal('delete'), Type.Literal('stop'), Type.Literal('pause')], {
   description:
     'what happens when the timeout passes: delete (the sandbox and its files), stop (files kept; start it again ' +
-    'later) or pause (accepted for E2B clients; until den pauses with memory it stops the sandbox, keeping its files)',
+    'later) or pause (memory kept too on runsc; any request resumes it)',
 });
 export type OnTimeoutAction = Static<typeof OnTimeoutAction>;
 
@@ -119,7 +121,17 @@ export const Sandbox = Type.Object({
   runtime: RuntimeName,
   state: SandboxState,
   /** desired state the reconcile loop drives toward */
-  desiredState: Type.Union([Type.Literal('running'), Type.Literal('stopped'), Type.Literal('deleted')]),
+  desiredState: Type.Union([
+    Type.Literal('running'),
+    Type.Literal('stopped'),
+    Type.Literal('paused'),
+    Type.Literal('deleted'),
+  ]),
+  /** set while paused: whether memory was saved (runsc checkpoint) or only the filesystem, and why not */
+  pause: Type.Union([
+    Type.Object({ memory: Type.Boolean(), reason: Type.Union([Type.String(), Type.Null()]), at: Type.String() }),
+    Type.Null(),
+  ]),
   cpus: Type.Number(),
   memoryMB: Type.Integer(),
   diskMB: Type.Integer(),
@@ -145,7 +157,7 @@ export const Sandbox = Type.Object({
   /** when the onTimeout action runs; null = no timeout. A timeout counts only while the sandbox runs. */
   timeoutAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
   /** 'pause' is stored as 'stop' until den pauses with memory */
-  onTimeout: Type.Union([Type.Literal('delete'), Type.Literal('stop')]),
+  onTimeout: OnTimeoutAction,
 });
 export type Sandbox = Static<typeof Sandbox>;
 

@@ -29,6 +29,11 @@ export const ErrorCodes = {
   APP_FAILED: "the live preview app could not be installed or started; the message ends with the app's log",
   API_KEY_NOT_FOUND: 'no API key with that name',
   API_KEY_EXISTS: 'an API key with that name already exists',
+  OBJECT_NOT_FOUND: 'no object with that key in the object store (local directory or S3 bucket)',
+  OBJECT_STORE_FAILED:
+    'the object store (local directory or S3-compatible server) failed or refused an operation; the message carries its error',
+  SNAPSHOT_CORRUPT:
+    'a stored snapshot does not match its manifest (checksum or size); nothing was restored, take a new snapshot',
   INTERNAL: 'an unexpected error in den; the requestId finds it in the daemon log',
 } as const;
 
@@ -60,6 +65,9 @@ export const ErrorStatus: Record<ErrorCode, number> = {
   APP_FAILED: 422,
   API_KEY_NOT_FOUND: 404,
   API_KEY_EXISTS: 409,
+  OBJECT_NOT_FOUND: 404,
+  OBJECT_STORE_FAILED: 502,
+  SNAPSHOT_CORRUPT: 422,
   INTERNAL: 500,
 };
 

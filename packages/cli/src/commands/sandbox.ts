@@ -77,10 +77,19 @@ export function describe(s: SandboxInfo): string {
 /** `den start|stop|restart REF...`: prints each ref once done, as docker does. */
 export async function lifecycle(ctx: Context, args: LifecycleArgs): Promise<number> {
   const client = new DenClient({ url: ctx.config.url });
-  const act = { start: client.startSandbox, stop: client.stopSandbox, restart: client.restartSandbox }[args.action];
+  const act = {
+    start: client.startSandbox,
+    stop: client.stopSandbox,
+    restart: client.restartSandbox,
+    pause: client.pauseSandbox,
+    resume: client.resumeSandbox,
+  }[args.action];
   for (const ref of args.refs) {
-    await act.call(client, ref);
-    ctx.stdout.write(`${ref}\n`);
+    const info = await act.call(client, ref);
+    // A pause that could not keep memory says so (runc, or a checkpoint gVisor refused).
+    const note =
+      args.action === 'pause' && info.pause && !info.pause.memory ? ` (filesystem only: ${info.pause.reason})` : '';
+    ctx.stdout.write(`${ref}${note}\n`);
   }
   return 0;
 }

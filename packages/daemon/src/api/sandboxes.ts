@@ -49,7 +49,7 @@ export function sandboxRoutes(app: FastifyInstance, { sandboxes, status, preview
     { schema: { params: SandboxRef, response: { 200: Sandbox, ...errors } } },
     async (req) => view(await sandboxes.resolve((req.params as Ref).ref)),
   );
-  for (const action of ['start', 'stop', 'restart'] as const) {
+  for (const action of ['start', 'stop', 'restart', 'pause', 'resume'] as const) {
     app.post(
       `/v1/sandboxes/:ref/${action}`,
       { schema: { params: SandboxRef, response: { 200: Sandbox, ...errors } } },

@@ -84,7 +84,13 @@ export abstract class OciRuntime implements Runtime {
     return stdout.split('\n')[0]?.trim() ?? '';
   }
 
-  async run(config: ContainerConfig): Promise<void> {
+  readonly canCheckpoint: boolean = false;
+
+  async checkpoint(id: string, _imageDir: string): Promise<void> {
+    throw new DenError('RUNTIME_FAILED', `${this.name} cannot checkpoint container ${id}: not supported`);
+  }
+
+  async run(config: ContainerConfig, opts: { restoreFrom?: string } = {}): Promise<void> {
     checkId(config.id);
     const existing = await this.state(config.id);
     // Idempotent for the reconcile loop: a running container is left alone; anything else under this id (a
@@ -107,9 +113,11 @@ export abstract class OciRuntime implements Runtime {
     const log = await open(config.logFile, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT, 0o600);
     const logStart = (await log.stat()).size;
     try {
+      // A restore creates and starts the container from the image in one step (`runsc restore --detach`).
+      const verb = opts.restoreFrom ? ['restore', '--detach', '--image-path', opts.restoreFrom] : ['create'];
       const create = this.createCommand([
         ...this.globalArgs(),
-        'create',
+        ...verb,
         '--bundle',
         config.bundleDir,
         '--pid-file',
@@ -124,15 +132,17 @@ export abstract class OciRuntime implements Runtime {
       if (exit.code !== 0) {
         // The runtime's stderr was the log file (the container inherits it); its error is the log's new tail.
         const tail = await readTail(config.logFile, logStart);
-        throw runtimeFailed(this.name, 'create', describeExit({ ...exit, stderr: tail }, TIMEOUT_MS.create), {
+        throw runtimeFailed(this.name, verb[0]!, describeExit({ ...exit, stderr: tail }, TIMEOUT_MS.create), {
           exitCode: exit.code,
         });
       }
       const pid = Number.parseInt(await readFile(pidFile, 'utf8'), 10);
       if (!(pid > 0)) throw runtimeFailed(this.name, 'create', `no pid in ${pidFile}`);
-      await this.afterCreate(config, pid);
-      const start = this.createCommand([...this.globalArgs(), 'start', config.id]);
-      await runBinary(start.binary, start.args, { runtime: this.name, timeoutMs: TIMEOUT_MS.start });
+      if (!opts.restoreFrom) {
+        await this.afterCreate(config, pid);
+        const start = this.createCommand([...this.globalArgs(), 'start', config.id]);
+        await runBinary(start.binary, start.args, { runtime: this.name, timeoutMs: TIMEOUT_MS.start });
+      }
     } catch (err) {
       await this.delete(config.id).catch(() => undefined);
       throw err;

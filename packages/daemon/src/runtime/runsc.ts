@@ -1,3 +1,4 @@
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ContainerConfig, RuntimeName } from '../services/ports.js';
 import { destroyCgroup } from './cgroups.js';
@@ -89,6 +90,19 @@ export class RunscRuntime extends OciRuntime {
         ...args,
       ],
     };
+  }
+
+  override readonly canCheckpoint = true;
+
+  /**
+   * `runsc checkpoint` saves the sandbox's memory and kernel state and then stops it. It fails while a socket is
+   * bound to a host file (the agent closes its listener first: AgentClient.prepareCheckpoint) or while a TCP
+   * endpoint is connected or in TIME_WAIT (RUNTIME-NOTES); the caller falls back to a filesystem-only stop.
+   * Measured on these hosts: ~0.1-0.2 s for a small sandbox; the image is a few MB plus the guest's used memory.
+   */
+  override async checkpoint(id: string, imageDir: string): Promise<void> {
+    await mkdir(imageDir, { recursive: true });
+    await this.invoke(['checkpoint', '--image-path', imageDir, id], 120_000);
   }
 
   protected override async prepareRootfs(config: ContainerConfig): Promise<void> {

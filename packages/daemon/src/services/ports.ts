@@ -3,6 +3,7 @@
  * services and routes only ever see these interfaces. Every operation that changes the machine is idempotent,
  * because the reconcile loop repeats steps after a crash.
  */
+import type { Readable } from 'node:stream';
 import type { AgentClient } from '@den/agent/client';
 import type { Image, NetworkPolicyName, RuntimeName, SandboxState } from '@den/shared';
 
@@ -55,8 +56,15 @@ export interface Runtime {
   readonly name: RuntimeName;
   /** version string, or throws RUNTIME_UNAVAILABLE when the binary is missing */
   version(): Promise<string>;
-  /** writes the bundle, creates and starts the container detached (it outlives the daemon) */
-  run(config: ContainerConfig): Promise<void>;
+  /**
+   * Writes the bundle, creates and starts the container detached (it outlives the daemon); with `restoreFrom`, the
+   * container starts from a checkpoint image instead (same config as when it was checkpointed).
+   */
+  run(config: ContainerConfig, opts?: { restoreFrom?: string }): Promise<void>;
+  /** true when `checkpoint` can save a running container's memory (runsc; runc's CRIU fails on these kernels) */
+  readonly canCheckpoint: boolean;
+  /** saves the container's memory and process state into `imageDir`; the container is gone afterwards */
+  checkpoint(id: string, imageDir: string): Promise<void>;
   /** undefined when the runtime does not know the container */
   state(id: string): Promise<ContainerState | undefined>;
   /** every container in den's state root for this runtime */
@@ -108,10 +116,20 @@ export interface SandboxRecord {
   previewToken: string;
   /** when onTimeout runs (ISO-8601 UTC); null = no timeout. Counts only while the sandbox should run. */
   timeoutAt: string | null;
-  /** 'pause' requests are stored as 'stop' until den pauses with memory */
-  onTimeout: 'delete' | 'stop';
+  /** what happens at timeoutAt */
+  onTimeout: 'delete' | 'stop' | 'pause';
   /** E2B API: secret envd calls must carry in X-Access-Token; null = no token needed */
   envdAccessToken: string | null;
+  /** while paused: how (memory saved or filesystem only) */
+  pause: PauseInfo | null;
+}
+
+export interface PauseInfo {
+  /** true: processes resume where they were (runsc checkpoint); false: only the filesystem was kept */
+  memory: boolean;
+  /** why memory was not saved (runc, or the checkpoint failed) */
+  reason: string | null;
+  at: string;
 }
 
 /** A sandbox's egress policy; `allow` holds normalized CIDRs and domain patterns (allowlist only). */
@@ -154,7 +172,7 @@ export interface NetworkManager {
   listOnMachine(): Promise<string[]>;
 }
 
-export type DesiredState = 'running' | 'stopped' | 'deleted';
+export type DesiredState = 'running' | 'stopped' | 'paused' | 'deleted';
 
 /** State database of sandboxes (SQLite or PostgreSQL behind one implementation). */
 export interface SandboxStore {
@@ -197,6 +215,38 @@ export interface ImageCatalog {
   list(): Promise<Image[]>;
   /** host directories of the image's layers, top layer first (overlay lowerdir order) */
   layerDirs(image: Image): string[];
+}
+
+/** What an object store knows about one stored object. */
+export interface ObjectInfo {
+  key: string;
+  size: number;
+  lastModified: Date;
+}
+
+/**
+ * A flat key -> bytes store shared by daemons on several machines (snapshots travel through it): a local directory
+ * or an S3-compatible bucket. Keys are `/`-separated relative paths (no empty, `.` or `..` segment, no leading or
+ * trailing `/`); a bad key is INVALID_ARGUMENT. An object is visible only once completely written.
+ */
+export interface ObjectStore {
+  /** where the objects are, for logs and messages (e.g. `file:///var/lib/den/objects`, `s3://bucket/prefix/`) */
+  readonly location: string;
+  /**
+   * Streams `body` into the object `key` (replacing it), hashing while it uploads. When `body` fails midway no
+   * object (and no partial one) becomes visible. `contentLength`, when given, must match the bytes read.
+   */
+  put(key: string, body: Readable, opts?: { contentLength?: number }): Promise<{ size: number; sha256: string }>;
+  /** the object's bytes as a stream; OBJECT_NOT_FOUND when there is no such object */
+  get(key: string): Promise<Readable>;
+  /** undefined when there is no such object */
+  head(key: string): Promise<ObjectInfo | undefined>;
+  /** every object whose key starts with `prefix` (a plain string prefix, '' = all), sorted by key */
+  list(prefix: string): Promise<ObjectInfo[]>;
+  /** no error when the object does not exist */
+  delete(key: string): Promise<void>;
+  /** deletes every object whose key starts with `prefix` (non-empty); returns how many were deleted */
+  deletePrefix(prefix: string): Promise<number>;
 }
 
 /**

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, rm, stat } from 'node:fs/promises';
 import { availableParallelism, totalmem } from 'node:os';
+import { join } from 'node:path';
 import {
   type CreateSandboxRequest,
   DenError,
@@ -67,6 +68,8 @@ export class SandboxService {
   private readonly agents = new Map<string, AgentConnection>();
   /** sandboxes whose network rules this daemon process has applied */
   private readonly adopted = new Set<string>();
+  /** called before a sandbox stops or is deleted (the preview proxy drops its pooled connections into it) */
+  private readonly leaveListeners: ((sandboxId: string) => void)[] = [];
 
   constructor(private readonly deps: SandboxServiceDeps) {}
 
@@ -92,7 +95,12 @@ export class SandboxService {
 
   /** The agent of a running sandbox; a clear error naming the fix otherwise. */
   async agentFor(ref: string): Promise<AgentConnection> {
-    const rec = await this.resolve(ref);
+    let rec = await this.resolve(ref);
+    // Wake on request: a call for a paused sandbox resumes it and waits for it (concurrent callers share the
+    // resume: the first holds the sandbox's lock, the others then find it running).
+    if (rec.desiredState === 'paused' || rec.state === 'paused' || rec.state === 'pausing') {
+      rec = await this.resume(rec.id);
+    }
     if (rec.state !== 'running') {
       const label = rec.name ?? rec.id;
       const hint =
@@ -143,6 +151,7 @@ export class SandboxService {
       network,
       previewPublic: req.preview?.public ?? false,
       previewToken: newPreviewToken(),
+      pause: null,
       timeoutAt: timeoutAtFrom(req.timeoutMs),
       onTimeout: toStoredAction(req.onTimeout),
       envdAccessToken: options.envdAccessToken ?? null,
@@ -165,6 +174,36 @@ export class SandboxService {
         throw err;
       }
     });
+  }
+
+  /**
+   * Pauses a running sandbox. runsc: its memory and processes are checkpointed (they continue where they were on
+   * resume); if the checkpoint fails (e.g. a process holds an outside TCP connection), or on runc (CRIU does not work
+   * on these kernels), only the filesystem is kept and `pause.memory` is false with the reason. A paused sandbox uses
+   * no CPU or memory: no container, mount or network namespace remains.
+   */
+  async pause(ref: string): Promise<SandboxRecord> {
+    const rec = await this.resolve(ref);
+    return this.locks.run(rec.id, async () => {
+      const current = await this.resolve(rec.id);
+      if (current.state === 'paused') return current;
+      if (current.state !== 'running') {
+        throw new DenError(
+          'SANDBOX_NOT_RUNNING',
+          `sandbox ${current.name ?? current.id} is ${current.state}: only a running sandbox can be paused`,
+          {
+            state: current.state,
+          },
+        );
+      }
+      await this.deps.store.update(rec.id, { desiredState: 'paused', timeoutAt: null });
+      return this.ensurePaused(current);
+    });
+  }
+
+  /** Resumes a paused sandbox (from its memory image when there is one); a running one is returned as it is. */
+  async resume(ref: string): Promise<SandboxRecord> {
+    return this.start(ref);
   }
 
   async start(ref: string): Promise<SandboxRecord> {
@@ -306,6 +345,9 @@ export class SandboxService {
         if (rec.desiredState === 'deleted') await this.ensureDeleted(rec);
         else if (rec.desiredState === 'stopped') {
           if (rec.state !== 'stopped') await this.ensureStopped(rec);
+        } else if (rec.desiredState === 'paused') {
+          // A pause interrupted by a crash: what is left is stopped; a memory image, if complete, stays usable.
+          if (rec.state !== 'paused') await this.finishPause(rec, await this.hasMemoryImage(rec.id));
         } else if (!(await this.isHealthy(rec))) {
           this.deps.log.warn({ sandbox: id, state: rec.state }, 'sandbox is not running as desired; starting it');
           await this.ensureRunning(rec);
@@ -315,6 +357,21 @@ export class SandboxService {
         await this.deps.store.update(id, { state: 'error', lastError: (err as Error).message });
       }
     });
+  }
+
+  /** Registers a callback run before any sandbox stops or is deleted. */
+  onLeaving(listener: (sandboxId: string) => void): void {
+    this.leaveListeners.push(listener);
+  }
+
+  private notifyLeaving(sandboxId: string): void {
+    for (const listener of this.leaveListeners) {
+      try {
+        listener(sandboxId);
+      } catch (err) {
+        this.deps.log.warn({ sandbox: sandboxId, err: String(err) }, 'a stop listener failed');
+      }
+    }
   }
 
   async shutdown(): Promise<void> {
@@ -370,7 +427,11 @@ export class SandboxService {
       ...Object.fromEntries(image.env.map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)])),
       ...rec.env,
     };
-    await rt.run({
+    const memoryImage =
+      (await this.hasMemoryImage(rec.id)) && rt.canCheckpoint
+        ? this.deps.paths.sandbox(rec.id).checkpointDir
+        : undefined;
+    const config = {
       id: rec.id,
       rootfsDir,
       bundleDir: p.bundle,
@@ -384,17 +445,117 @@ export class SandboxService {
       pids: rec.pids,
       netnsPath: net.netnsPath,
       files: [...net.files, ...(await this.packageCacheMount())],
-    });
-    t.mark('runtime');
+    };
+    let restored = false;
+    if (memoryImage) {
+      try {
+        await rt.run(config, { restoreFrom: memoryImage });
+        await this.wakeRestoredAgent(rt, rec.id);
+        restored = true;
+      } catch (err) {
+        this.deps.log.warn(
+          { sandbox: rec.id, err: String(err).slice(0, 500) },
+          'restore from the memory image failed; starting fresh',
+        );
+        await rt.delete(rec.id);
+      }
+      await rm(memoryImage, { recursive: true, force: true });
+    }
+    if (!restored) await rt.run(config);
+    t.mark(restored ? 'restore' : 'runtime');
     await this.agent(rec.id).waitReady(AGENT_READY_TIMEOUT_MS);
     t.mark('agent');
     const updated = await this.deps.store.update(rec.id, {
       state: 'running',
-      startedAt: new Date().toISOString(),
+      ...(restored ? {} : { startedAt: new Date().toISOString() }),
       lastError: null,
+      pause: null,
     });
     this.deps.log.info({ sandbox: rec.id, runtime: rec.runtime, ms: t.steps }, 'sandbox running');
     return updated!;
+  }
+
+  private async ensurePaused(rec: SandboxRecord): Promise<SandboxRecord> {
+    const rt = this.runtimeFor(rec.runtime);
+    const t = new StepTimer();
+    await this.deps.store.update(rec.id, { state: 'pausing' });
+    if (!rt.canCheckpoint) {
+      return this.finishPause(
+        rec,
+        false,
+        `${rec.runtime} cannot save memory (CRIU does not work on this kernel); the filesystem is kept`,
+      );
+    }
+    const imageDir = this.deps.paths.sandbox(rec.id).checkpointDir;
+    await rm(imageDir, { recursive: true, force: true });
+    // Nothing of den may hold a connection into the sandbox: gVisor cannot save connected endpoints.
+    this.notifyLeaving(rec.id);
+    let reason: string | undefined;
+    try {
+      await this.agent(rec.id).prepareCheckpoint();
+      this.dropAgent(rec.id);
+      t.mark('prepare');
+      await rt.checkpoint(rec.id, imageDir);
+      t.mark('checkpoint');
+    } catch (err) {
+      reason = `the memory checkpoint failed (${firstLine(err)}); only the filesystem is kept`;
+      this.deps.log.warn(
+        { sandbox: rec.id, err: String(err).slice(0, 2000) },
+        'checkpoint failed; pausing without memory',
+      );
+      await rm(imageDir, { recursive: true, force: true });
+    }
+    const paused = await this.finishPause(rec, reason === undefined, reason);
+    this.deps.log.info({ sandbox: rec.id, memory: reason === undefined, ms: t.steps }, 'sandbox paused');
+    return paused;
+  }
+
+  /** After a checkpoint (or instead of one): nothing of the sandbox stays on the machine but its disk and image. */
+  private async finishPause(rec: SandboxRecord, memory: boolean, reason?: string): Promise<SandboxRecord> {
+    const rt = this.runtimeFor(rec.runtime);
+    if (!memory) {
+      // Without a memory image the processes must end cleanly: SIGTERM first, as a stop does.
+      const stopped = await this.ensureStopped(rec);
+      return (await this.deps.store.update(stopped.id, {
+        state: 'paused',
+        pause: { memory: false, reason: reason ?? 'the filesystem is kept', at: new Date().toISOString() },
+      }))!;
+    }
+    this.dropAgent(rec.id);
+    await rt.delete(rec.id);
+    await this.deps.network.tearDown(rec.id, rec.address);
+    this.adopted.delete(rec.id);
+    await this.deps.rootfs.unmount(rec.id);
+    return (await this.deps.store.update(rec.id, {
+      state: 'paused',
+      pause: { memory: true, reason: null, at: new Date().toISOString() },
+    }))!;
+  }
+
+  /**
+   * The agent closed its listener for the checkpoint; SIGUSR2 (forwarded by tini) makes it listen again. A signal
+   * sent while the restored sandbox is still loading can be lost (measured: the first one right after `runsc restore`
+   * returned sometimes never arrived), so it is repeated until the agent answers; the agent ignores extra ones.
+   */
+  private async wakeRestoredAgent(rt: Runtime, id: string): Promise<void> {
+    const deadline = Date.now() + AGENT_READY_TIMEOUT_MS;
+    for (;;) {
+      await rt.kill(id, 'SIGUSR2');
+      try {
+        await this.agent(id).waitReady(150);
+        return;
+      } catch (err) {
+        if (Date.now() > deadline) throw err;
+      }
+    }
+  }
+
+  private async hasMemoryImage(id: string): Promise<boolean> {
+    try {
+      return (await stat(join(this.deps.paths.sandbox(id).checkpointDir, 'checkpoint.img'))).size > 0;
+    } catch {
+      return false;
+    }
   }
 
   private async ensureStopped(rec: SandboxRecord): Promise<SandboxRecord> {
@@ -402,6 +563,7 @@ export class SandboxService {
     const t = new StepTimer();
     await this.deps.store.update(rec.id, { state: 'stopping' });
     this.dropAgent(rec.id);
+    this.notifyLeaving(rec.id);
     const st = await rt.state(rec.id);
     if (st?.status === 'running') {
       // SIGTERM reaches tini, which forwards it to the agent; the agent ends its processes and exits.
@@ -417,12 +579,15 @@ export class SandboxService {
     t.mark('network');
     await this.deps.rootfs.unmount(rec.id);
     t.mark('unmount');
+    // A memory image of an earlier pause is stale once the sandbox was stopped: the next start is a fresh boot.
+    await rm(this.deps.paths.sandbox(rec.id).checkpointDir, { recursive: true, force: true });
     this.deps.log.info({ sandbox: rec.id, ms: t.steps }, 'sandbox stopped');
-    return (await this.deps.store.update(rec.id, { state: 'stopped' }))!;
+    return (await this.deps.store.update(rec.id, { state: 'stopped', pause: null }))!;
   }
 
   private async ensureDeleted(rec: SandboxRecord): Promise<void> {
     this.dropAgent(rec.id);
+    this.notifyLeaving(rec.id);
     const rt = this.deps.runtimes[rec.runtime];
     if (rt) await rt.delete(rec.id);
     await this.deps.network.tearDown(rec.id, rec.address);
@@ -542,13 +707,18 @@ function timeoutAtFrom(timeoutMs: number | undefined): string | null {
   return timeoutMs ? new Date(Date.now() + timeoutMs).toISOString() : null;
 }
 
-/** 'pause' is stored as 'stop' until den pauses with memory: the files are kept either way. */
 function toStoredAction(action: OnTimeoutAction | undefined): SandboxRecord['onTimeout'] {
-  return action === 'delete' || action === undefined ? 'delete' : 'stop';
+  return action ?? 'delete';
 }
 
 /** Key of the lock that makes choosing an address and storing it one step. */
 const ADDRESS_LOCK = 'address-allocation';
+
+function firstLine(err: unknown): string {
+  const text = err instanceof Error ? err.message : String(err);
+  const m = /(Cannot save[^\n:]*|cannot be saved[^\n]*|[^\n]{0,200})/.exec(text);
+  return (m?.[1] ?? text).trim();
+}
 
 function newPreviewToken(): string {
   return randomBytes(24).toString('base64url');

@@ -5,6 +5,7 @@ import type { Logger } from './sandbox-service.js';
 export interface TimeoutActions {
   remove(ref: string): Promise<void>;
   stop(ref: string): Promise<unknown>;
+  pause(ref: string): Promise<unknown>;
 }
 
 export interface TimeoutServiceDeps {
@@ -65,7 +66,8 @@ export class TimeoutService {
         'sandbox timed out; running its onTimeout action',
       );
       // stop() clears timeoutAt, and remove() deletes the row: either way the sandbox leaves listExpired.
-      if (rec.onTimeout === 'stop') await this.deps.sandboxes.stop(rec.id);
+      if (rec.onTimeout === 'pause') await this.deps.sandboxes.pause(rec.id);
+      else if (rec.onTimeout === 'stop') await this.deps.sandboxes.stop(rec.id);
       else await this.deps.sandboxes.remove(rec.id);
     } catch (err) {
       // Retried at the next tick (the row still says expired), e.g. after a runtime error.

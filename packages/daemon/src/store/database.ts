@@ -42,6 +42,8 @@ export interface SandboxesTable {
   /** 'delete' | 'stop' */
   on_timeout: string;
   envd_access_token: string | null;
+  /** PauseInfo as JSON while paused */
+  pause_json: string | null;
 }
 
 export interface ApiKeysTable {

@@ -92,4 +92,13 @@ export const migrations: Record<string, Migration> = {
       await db.schema.dropTable('api_keys').execute();
     },
   },
+  '0005_sandbox_pause': {
+    async up(db: Kysely<unknown>) {
+      // {memory, reason, at} while paused; null otherwise.
+      await db.schema.alterTable('sandboxes').addColumn('pause_json', 'text').execute();
+    },
+    async down(db: Kysely<unknown>) {
+      await db.schema.alterTable('sandboxes').dropColumn('pause_json').execute();
+    },
+  },
 };

@@ -1,6 +1,13 @@
 import { DenError } from '@den/shared';
 import type { Selectable } from 'kysely';
-import type { NetworkPolicy, RuntimeName, SandboxRecord, SandboxState, SandboxStore } from '../services/ports.js';
+import type {
+  NetworkPolicy,
+  PauseInfo,
+  RuntimeName,
+  SandboxRecord,
+  SandboxState,
+  SandboxStore,
+} from '../services/ports.js';
 import { type DenDb, isUniqueViolation, type SandboxesTable } from './database.js';
 
 function toRecord(row: Selectable<SandboxesTable>): SandboxRecord {
@@ -27,6 +34,7 @@ function toRecord(row: Selectable<SandboxesTable>): SandboxRecord {
     timeoutAt: row.timeout_at,
     onTimeout: row.on_timeout as SandboxRecord['onTimeout'],
     envdAccessToken: row.envd_access_token,
+    pause: row.pause_json ? (JSON.parse(row.pause_json) as PauseInfo) : null,
   };
 }
 
@@ -54,6 +62,7 @@ function toColumns(patch: Partial<SandboxRecord>): Partial<Columns> {
   if (patch.timeoutAt !== undefined) out.timeout_at = patch.timeoutAt;
   if (patch.onTimeout !== undefined) out.on_timeout = patch.onTimeout;
   if (patch.envdAccessToken !== undefined) out.envd_access_token = patch.envdAccessToken;
+  if (patch.pause !== undefined) out.pause_json = patch.pause ? JSON.stringify(patch.pause) : null;
   return out;
 }
 

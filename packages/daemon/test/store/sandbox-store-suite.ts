@@ -32,6 +32,7 @@ export function sandboxStoreSuite(name: string, open: () => Promise<{ store: San
       network: { policy: 'allowlist', allow: ['10.0.0.0/8', 'example.com'] },
       previewPublic: false,
       previewToken: 'secret',
+      pause: null,
       lastError: null,
       timeoutAt: null,
       onTimeout: 'delete',

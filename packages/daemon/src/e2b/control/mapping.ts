@@ -55,7 +55,7 @@ export function toCreateRequest(
   const req: CreateSandboxRequest = {
     image: imageForTemplate(body.templateID, aliases),
     timeoutMs: timeoutS * 1000,
-    // autoPause: E2B pauses instead of killing at the timeout; den stops (files kept) until it pauses with memory.
+    // autoPause: E2B pauses instead of killing at the timeout.
     onTimeout: body.autoPause ? 'pause' : 'delete',
   };
   if (body.metadata && Object.keys(body.metadata).length) req.metadata = body.metadata;
@@ -111,9 +111,12 @@ function unsupported(field: string, why: string): never {
   throw new E2BApiError(400, `${field} is not supported by den: ${why}`);
 }
 
-/** E2B knows two states: a den sandbox is "paused" when it is stopped or on its way there, else "running". */
+/** E2B knows two states: a den sandbox is "paused" when it is paused or stopped (or on its way), else "running". */
 export function e2bState(rec: SandboxRecord): E2BState {
-  return rec.desiredState === 'stopped' || rec.state === 'stopped' || rec.state === 'stopping' ? 'paused' : 'running';
+  const resting = ['stopped', 'stopping', 'paused', 'pausing'];
+  return rec.desiredState === 'stopped' || rec.desiredState === 'paused' || resting.includes(rec.state)
+    ? 'paused'
+    : 'running';
 }
 
 /** What the create/connect calls answer (E2B's `Sandbox`). */
@@ -162,7 +165,7 @@ export function toSandboxDetail(rec: SandboxRecord, domain: string) {
       ...(network.policy === 'full' ? {} : { denyOut: [ALL_TRAFFIC] }),
       allowPublicTraffic: rec.previewPublic,
     },
-    lifecycle: { onTimeout: rec.onTimeout === 'stop' ? 'pause' : 'kill', autoResume: false },
+    lifecycle: { onTimeout: rec.onTimeout === 'delete' ? 'kill' : 'pause', autoResume: false },
   };
 }
 

@@ -130,14 +130,14 @@ export async function e2bControlRoutes(scope: FastifyInstance, deps: E2BControlD
     },
   );
 
-  // Pause is den's stop for now: the filesystem is kept, processes end; connect starts the sandbox again.
+  // Pause: memory and filesystem on runsc (filesystem only on runc); connect resumes.
   scope.post(
     '/sandboxes/:sandboxID/pause',
     { schema: { ...hide, params: E2BSandboxParams, body: E2BPauseRequest }, preValidation: emptyBodyIsObject },
     async (req, reply) => {
       const rec = await sandboxes.resolve((req.params as Params).sandboxID);
       if (e2bState(rec) === 'paused') throw new E2BApiError(409, `sandbox ${rec.id} is already paused`);
-      await sandboxes.stop(rec.id);
+      await sandboxes.pause(rec.id);
       return reply.status(204).send();
     },
   );
@@ -154,7 +154,7 @@ export async function e2bControlRoutes(scope: FastifyInstance, deps: E2BControlD
         const updated = await sandboxes.setTimeout(rec.id, timeoutMs, { onlyExtend: true });
         return reply.status(200).send(toE2BSandbox(updated, deps.domain()));
       }
-      await sandboxes.start(rec.id);
+      await sandboxes.resume(rec.id);
       const resumed = await sandboxes.setTimeout(rec.id, timeoutMs);
       return reply.status(201).send(toE2BSandbox(resumed, deps.domain()));
     };

@@ -24,6 +24,7 @@ const record = (over: Partial<SandboxRecord> = {}): SandboxRecord => ({
   runtime: 'runsc',
   state: 'running',
   desiredState: 'running',
+  pause: null,
   cpus: 0.5,
   memoryMB: 512,
   diskMB: 2048,

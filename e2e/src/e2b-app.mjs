@@ -186,6 +186,7 @@ async function main() {
     renamed: renamed.path,
     renamedText: await sbx.files.read('/home/user/newdir/c.txt'),
     watched: watched.includes(`${FilesystemEventType.CREATE}:a.txt`),
+    watchedNames: [...new Set(watched.map((e) => e.slice(e.indexOf(':') + 1)))],
   };
 
   // previews: public by default; private with allowPublicTraffic: false, opened with the traffic access token

@@ -118,6 +118,7 @@ describe('an unmodified E2B application, configured only by E2B_* environment va
       renamed: '/home/user/newdir/c.txt',
       renamedText: 'streamed body',
       watched: true,
+      watchedNames: ['a.txt'],
     });
 
     const port = new URL(daemon.url).port;

@@ -45,6 +45,8 @@ export function command(
 export interface CommandStep {
   argv: string[];
   input?: string;
+  /** a failure of this step is ignored (for deletes of things that may already be gone) */
+  optional?: boolean;
 }
 
 /** Arguments den passes to system tools in a script: names, addresses, paths; nothing a shell would expand. */
@@ -64,7 +66,7 @@ export function commandSteps(steps: CommandStep[], timeoutMs = 30_000): Promise<
         throw new DenError('INTERNAL', `unsafe argument for a command step: ${JSON.stringify(arg)}`);
     }
     if (step.input === undefined) {
-      lines.push(step.argv.join(' '));
+      lines.push(step.optional ? `${step.argv.join(' ')} 2>/dev/null || true` : step.argv.join(' '));
       continue;
     }
     if (step.input.split('\n').includes(HEREDOC_END))

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { mkdir, readdir, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DenError } from '@den/shared';
@@ -191,6 +192,9 @@ export class BridgeNetwork implements NetworkManager {
       },
     ];
     // A namespace left from an earlier run (runsc emptied its eth0) is replaced; deleting it also deletes its veth.
+    // The kernel destroys a deleted namespace (and the veth in it) asynchronously: the host end is deleted by name
+    // too, or the next `link add` may find it still there (seen after a daemon crash in the middle of a create).
+    if (existsSync(`/sys/class/net/${hostIf}`)) steps.unshift({ argv: ['ip', 'link', 'del', hostIf], optional: true });
     if (await pathInNetnsDir(ns)) steps.unshift({ argv: ['ip', 'netns', 'del', ns] });
     const files = this.writeEtcFiles(spec);
     // Namespace, veth and rules in one shell (one spawn from the daemon, see commandSteps).
@@ -244,6 +248,8 @@ export class BridgeNetwork implements NetworkManager {
       });
       // Deleting the namespace deletes its veth pair too.
       const steps: CommandStep[] = (await pathInNetnsDir(ns)) ? [{ argv: ['ip', 'netns', 'del', ns] }] : [];
+      const hostIf = this.hostIfName(sandboxId);
+      if (existsSync(`/sys/class/net/${hostIf}`)) steps.push({ argv: ['ip', 'link', 'del', hostIf], optional: true });
       await commandSteps([...steps, { argv: ['nft', '-f', '-'], input: script }]);
       for (const a of mapped) this.policyMap.delete(a);
     });

@@ -1,5 +1,7 @@
+import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { command, commandSteps } from '../command.js';
 import type { ContainerConfig, RuntimeName } from '../services/ports.js';
 import { destroyCgroup } from './cgroups.js';
 import { ensureDir, OciRuntime, type OciRuntimeOptions } from './oci-runtime.js';
@@ -58,6 +60,13 @@ export class RunscRuntime extends OciRuntime {
    * removing the cgroup and the state files is what `runsc delete` does, without the wait.
    */
   override async delete(id: string): Promise<void> {
+    await this.deleteContainer(id);
+    if (existsSync(`/run/netns/${loopbackNamespace(id)}`)) {
+      await command('ip', ['netns', 'del', loopbackNamespace(id)]).catch(() => undefined);
+    }
+  }
+
+  private async deleteContainer(id: string): Promise<void> {
     const st = await this.state(id).catch(() => undefined);
     if (st?.pid) {
       try {
@@ -95,6 +104,22 @@ export class RunscRuntime extends OciRuntime {
   override readonly canCheckpoint = true;
 
   /**
+   * gVisor's netstack takes its interfaces from the container's network namespace when it boots, and a brand-new
+   * namespace has `lo` down: a container without den's network (netnsPath) would have no loopback at all. Such a
+   * container gets a namespace of its own with only `lo` up, removed with the container.
+   */
+  override async run(config: ContainerConfig, opts: { restoreFrom?: string } = {}): Promise<void> {
+    if (config.netnsPath) return super.run(config, opts);
+    const ns = loopbackNamespace(config.id);
+    await commandSteps([
+      ...(existsSync(`/run/netns/${ns}`) ? [{ argv: ['ip', 'netns', 'del', ns] }] : []),
+      { argv: ['ip', 'netns', 'add', ns] },
+      { argv: ['ip', '-n', ns, 'link', 'set', 'lo', 'up'] },
+    ]);
+    await super.run({ ...config, netnsPath: `/run/netns/${ns}` }, opts);
+  }
+
+  /**
    * `runsc checkpoint` saves the sandbox's memory and kernel state and then stops it. It fails while a socket is
    * bound to a host file (the agent closes its listener first: AgentClient.prepareCheckpoint) or while a TCP
    * endpoint is connected or in TIME_WAIT (RUNTIME-NOTES); the caller falls back to a filesystem-only stop.
@@ -110,4 +135,9 @@ export class RunscRuntime extends OciRuntime {
     // /tmp is bind-mounted onto itself (oci-spec.ts), so it must exist in the root filesystem.
     await ensureDir(join(config.rootfsDir, 'tmp'), 0o1777);
   }
+}
+
+/** The namespace of a runsc container that has none from den's network manager. */
+function loopbackNamespace(id: string): string {
+  return `denlo-${id}`;
 }

@@ -247,6 +247,8 @@ export interface ObjectStore {
   delete(key: string): Promise<void>;
   /** deletes every object whose key starts with `prefix` (non-empty); returns how many were deleted */
   deletePrefix(prefix: string): Promise<number>;
+  /** releases connections (S3); the store is not used afterwards */
+  close(): Promise<void>;
 }
 
 /**

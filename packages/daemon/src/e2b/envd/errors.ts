@@ -31,6 +31,9 @@ const CONNECT_CODE: Record<ErrorCode, Code> = {
   APP_FAILED: Code.Internal,
   API_KEY_NOT_FOUND: Code.NotFound,
   API_KEY_EXISTS: Code.AlreadyExists,
+  OBJECT_NOT_FOUND: Code.NotFound,
+  OBJECT_STORE_FAILED: Code.Unavailable,
+  SNAPSHOT_CORRUPT: Code.DataLoss,
   INTERNAL: Code.Internal,
 };
 

@@ -14,6 +14,7 @@ import {
 } from './gen/filesystem/filesystem_pb.js';
 import type { PathResolver } from './paths.js';
 import { type EnvdTarget, targetKey } from './sandbox-context.js';
+import { WatchEventTranslator } from './watch-events.js';
 
 type FilesystemEventInit = MessageInitShape<typeof FilesystemEventSchema>;
 type WatchDirResponseInit = MessageInitShape<typeof WatchDirResponseSchema>;
@@ -141,10 +142,13 @@ export function filesystemService(paths: PathResolver): ServiceImpl<typeof Files
       queue.push({ event: { case: 'start', value: {} } });
       void (async () => {
         try {
-          for await (const event of handle.events()) {
-            queue.push({
-              event: { case: 'filesystem', value: await toFilesystemEvent(event, root, target, req.includeEntry) },
-            });
+          const translator = new WatchEventTranslator();
+          for await (const agentEvent of handle.events()) {
+            for (const event of translator.translate(agentEvent)) {
+              queue.push({
+                event: { case: 'filesystem', value: await toFilesystemEvent(event, root, target, req.includeEntry) },
+              });
+            }
           }
           queue.end();
         } catch (err) {
@@ -176,9 +180,12 @@ export function filesystemService(paths: PathResolver): ServiceImpl<typeof Files
         watchers.set(id, watcher);
         void (async () => {
           try {
-            for await (const event of handle.events()) {
-              watcher.events.push(await toFilesystemEvent(event, root, target, req.includeEntry));
-              if (watcher.events.length > MAX_PENDING_WATCHER_EVENTS) watcher.events.shift();
+            const translator = new WatchEventTranslator();
+            for await (const agentEvent of handle.events()) {
+              for (const event of translator.translate(agentEvent)) {
+                watcher.events.push(await toFilesystemEvent(event, root, target, req.includeEntry));
+                if (watcher.events.length > MAX_PENDING_WATCHER_EVENTS) watcher.events.shift();
+              }
             }
           } catch (err) {
             watcher.error = toConnectError(err);

@@ -96,6 +96,7 @@ describe('e2b SDK against den envd (runsc)', () => {
     const attached = await sbx.commands.connect(handle.pid, { onStdout: (t) => void again.push(t) });
     await sbx.commands.sendStdin(handle.pid, 'again\n');
     await waitFor(() => again.join('').includes('again\n'), 'output after connect');
+    assert.equal(again.join(''), 'again\n', 'connect sends output from now on, as envd does: no replay');
     assert.equal(await sbx.commands.kill(handle.pid), true);
     await assert.rejects(attached.wait(), (err: unknown) => {
       assert.ok(err instanceof CommandExitError, String(err));

@@ -126,12 +126,13 @@ export class AgentClient {
     return this.processHandle(stream);
   }
 
-  /** Attaches to a running or ended (background) process: buffered output, then live output and EXIT. */
-  connectProcess(pid: number): Promise<ProcessHandle> {
-    const stream = this.open(
-      { ':method': 'POST', ':path': `/processes/${pid}/connect`, 'content-type': FRAMES_CONTENT_TYPE },
-      false,
-    );
+  /**
+   * Attaches to a running or ended (background) process: buffered output (unless `replay: false`), then live
+   * output and EXIT.
+   */
+  connectProcess(pid: number, options: { replay?: boolean } = {}): Promise<ProcessHandle> {
+    const path = `/processes/${pid}/connect${options.replay === false ? '?replay=false' : ''}`;
+    const stream = this.open({ ':method': 'POST', ':path': path, 'content-type': FRAMES_CONTENT_TYPE }, false);
     return this.processHandle(stream);
   }
 

@@ -85,13 +85,16 @@ export function openProcess(stream: ServerHttp2Stream, deps: ProcessRouteDeps): 
   );
 }
 
-/** `POST /processes/:pid/connect`: STARTED, the buffered output of a background process, live output, EXIT. */
-export function connectProcess(stream: ServerHttp2Stream, pid: number, deps: ProcessRouteDeps): void {
+/**
+ * `POST /processes/:pid/connect`: STARTED, the buffered output of a background process (unless `replay` is false,
+ * `?replay=false`: only output from now on, as E2B's envd Connect sends), live output, EXIT.
+ */
+export function connectProcess(stream: ServerHttp2Stream, pid: number, deps: ProcessRouteDeps, replay = true): void {
   const proc = deps.registry.get(pid);
   if (!proc) throw processNotFound(pid);
   stream.respond({ ':status': 200, 'content-type': FRAMES_CONTENT_TYPE });
   stream.write(encodeJsonFrame(FrameType.STARTED, { pid }));
-  proc.attach(stream, true);
+  proc.attach(stream, replay);
   readFrames(
     stream,
     (frame) => applyControl(proc, frame, stream),

@@ -83,7 +83,7 @@ export function createAgent(options: AgentOptions): Agent {
       if (method !== 'POST') throw unknownEndpoint(method, path);
       switch (action) {
         case 'connect':
-          return processRoutes.connectProcess(stream, pid, processDeps);
+          return processRoutes.connectProcess(stream, pid, processDeps, query.get('replay') !== 'false');
         case 'signal':
           return processRoutes.signalProcess(stream, pid, processDeps);
         case 'stdin':

@@ -98,9 +98,7 @@ export class SandboxService {
     let rec = await this.resolve(ref);
     // Wake on request: a call for a paused sandbox resumes it and waits for it (concurrent callers share the
     // resume: the first holds the sandbox's lock, the others then find it running).
-    if (rec.desiredState === 'paused' || rec.state === 'paused' || rec.state === 'pausing') {
-      rec = await this.resume(rec.id);
-    }
+    if (rec.desiredState === 'paused' || WAKEABLE_STATES.has(rec.state)) rec = await this.resume(rec.id);
     if (rec.state !== 'running') {
       const label = rec.name ?? rec.id;
       const hint =
@@ -690,6 +688,12 @@ export function toSandbox(rec: SandboxRecord, previewDomain: string): Sandbox {
     preview: { public: previewPublic, token: previewToken, domain: previewDomain },
   };
 }
+
+/**
+ * States in which a request waits for the sandbox instead of failing: it is paused (the request resumes it) or a
+ * start is under way (the request queues behind it on the sandbox's lock and finds it running).
+ */
+const WAKEABLE_STATES = new Set<SandboxState>(['paused', 'pausing', 'starting', 'creating']);
 
 /** Where sandboxes see the shared package cache (read-only). */
 export const PACKAGE_CACHE_MOUNT = '/opt/den-cache';

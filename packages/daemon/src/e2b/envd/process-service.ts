@@ -216,7 +216,8 @@ export function processService(paths: PathResolver): ServiceImpl<typeof ProcessS
       const target = await rpc(() => targetOf(ctx));
       const { handle, pty } = await rpc(async () => {
         const info = await findProcess(target.agent, req.process);
-        return { handle: await target.agent.connectProcess(info.pid), pty: info.pty };
+        // envd's Connect sends output from now on (ConnectRequest.replay, which the JS SDK never sets, is false).
+        return { handle: await target.agent.connectProcess(info.pid, { replay: false }), pty: info.pty };
       });
       yield* relay(handle, { pty, closeStdin: false, ctx });
     },

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Dirent } from 'node:fs';
-import { mkdir, open, readdir, rename, rmdir, stat, unlink } from 'node:fs/promises';
+import { type FileHandle, mkdir, open, readdir, rename, rmdir, stat, unlink } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -58,7 +58,11 @@ export class LocalObjectStore implements ObjectStore {
     const source = watchSource(body);
     try {
       try {
-        await pipeline(body, hasher, file.createWriteStream({ autoClose: false }));
+        // Written through the handle (not a WriteStream, whose open reference would keep close() waiting) so the
+        // same handle can be fsynced before it is closed.
+        await pipeline(body, hasher, async (source: AsyncIterable<Buffer>) => {
+          for await (const chunk of source) await writeFully(file, chunk);
+        });
         // The data must be on disk before the rename makes it visible, or a crash could expose an empty file.
         await file.sync();
       } finally {
@@ -75,7 +79,7 @@ export class LocalObjectStore implements ObjectStore {
 
   async get(key: string): Promise<Readable> {
     const path = this.pathOf(checkKey(key));
-    let file: Awaited<ReturnType<typeof open>>;
+    let file: FileHandle;
     try {
       file = await open(path, 'r');
     } catch (err) {
@@ -194,6 +198,13 @@ export class LocalObjectStore implements ObjectStore {
         if (info) found.push({ key, size: info.size, lastModified: info.mtime });
       }
     }
+  }
+}
+
+async function writeFully(file: FileHandle, chunk: Buffer): Promise<void> {
+  for (let at = 0; at < chunk.length; ) {
+    const { bytesWritten } = await file.write(chunk, at);
+    at += bytesWritten;
   }
 }
 

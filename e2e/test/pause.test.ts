@@ -1,0 +1,130 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { Sandbox } from '@den/sdk';
+import { type FakeInternet, startFakeInternet } from '../src/fake-internet.js';
+import { destroyDaemon, startDaemon, type TestDaemon, waitFor } from '../src/harness.js';
+import { httpGet } from '../src/http.js';
+import { leftovers, networkLeftovers } from '../src/leaks.js';
+
+/** A process that counts in memory and writes the count to a file every 100 ms: it shows whether memory survived. */
+const COUNTER = `nohup python3 -c "
+import time
+i = 0
+while True:
+    i += 1
+    open('/tmp/count', 'w').write(str(i))
+    time.sleep(0.1)
+" >/dev/null 2>&1 &`;
+
+async function count(sbx: Sandbox): Promise<number> {
+  return Number((await sbx.commands.run('cat /tmp/count')).stdout);
+}
+
+describe('pause and resume', () => {
+  let daemon: TestDaemon;
+  let world: FakeInternet;
+
+  before(async () => {
+    world = await startFakeInternet();
+    daemon = await startDaemon({ env: { DEN_DNS_UPSTREAMS: world.dnsUpstream } });
+  });
+  after(async () => {
+    if (daemon) await destroyDaemon(daemon);
+    await world?.close();
+  });
+
+  test('runsc: memory survives; processes continue; files survive; nothing runs while paused', async () => {
+    const sbx = await Sandbox.create({ url: daemon.url, runtime: 'runsc', memoryMB: 512 });
+    await sbx.files.write('/home/user/kept.txt', 'kept');
+    await sbx.commands.run(COUNTER);
+    await waitFor(async () => (await count(sbx).catch(() => 0)) > 3, 'the counter to run');
+    const paused = await sbx.pause();
+    assert.equal(paused.state, 'paused');
+    assert.deepEqual({ memory: paused.pause?.memory, reason: paused.pause?.reason }, { memory: true, reason: null });
+    // Paused: no container, no mount, no namespace.
+    assert.deepEqual(networkLeftovers(daemon.bridge), []);
+    assert.deepEqual(leftovers(daemon.home), []);
+    const resumed = await sbx.resume();
+    assert.equal(resumed.state, 'running');
+    const first = await count(sbx);
+    await new Promise((r) => setTimeout(r, 600));
+    const later = await count(sbx);
+    assert.ok(later > first, `the counter continues after resume (${first} -> ${later})`);
+    assert.equal(await sbx.files.read('/home/user/kept.txt'), 'kept');
+    // The python process is the same one (pid kept): memory state, not a restart.
+    const ps = await sbx.commands.run('pgrep -f "import time" | head -1');
+    assert.match(ps.stdout, /^\d+\n$/);
+    await sbx.kill();
+  });
+
+  test('a call to a paused sandbox wakes it: exec, files, and a preview request', async () => {
+    const sbx = await Sandbox.create({ url: daemon.url, runtime: 'runsc', memoryMB: 512 });
+    await sbx.commands.run('nohup python3 -m http.server 8000 --directory /tmp >/dev/null 2>&1 &');
+    await sbx.files.write('/tmp/page.html', 'woken');
+    await sbx.ports.waitFor(8000);
+    await sbx.pause();
+    // exec
+    assert.equal((await sbx.commands.run('echo awake')).stdout, 'awake\n');
+    await sbx.pause();
+    // a preview request, two at once: both are held until the one resume finishes
+    const host = sbx.getHost(8000);
+    const get = () => httpGet(daemon.url, '/page.html', { host, 'x-den-preview-token': sbx.previewToken });
+    const [a, b] = await Promise.all([get(), get()]);
+    assert.equal(a.status, 200, a.body);
+    assert.equal(a.body, 'woken');
+    assert.equal(b.body, 'woken');
+    await sbx.pause();
+    // files
+    assert.equal(await sbx.files.read('/tmp/page.html'), 'woken');
+    await sbx.kill();
+  });
+
+  test('a checkpoint gVisor refuses (an outside TCP connection) falls back to a filesystem pause and says so', async () => {
+    const sbx = await Sandbox.create({ url: daemon.url, runtime: 'runsc', memoryMB: 512 });
+    await sbx.files.write('/home/user/kept.txt', 'kept');
+    await sbx.commands.run(
+      `nohup python3 -c "import socket,time; s=socket.create_connection(('${world.web}', 80)); time.sleep(3600)" >/dev/null 2>&1 &`,
+    );
+    await new Promise((r) => setTimeout(r, 500));
+    const paused = await sbx.pause();
+    assert.equal(paused.state, 'paused');
+    assert.equal(paused.pause?.memory, false);
+    assert.match(paused.pause?.reason ?? '', /checkpoint failed/);
+    await sbx.resume();
+    assert.equal(await sbx.files.read('/home/user/kept.txt'), 'kept');
+    await sbx.kill();
+  });
+
+  test('runc pauses the filesystem only, and says why', async () => {
+    const sbx = await Sandbox.create({ url: daemon.url, runtime: 'runc', memoryMB: 256 });
+    await sbx.files.write('/home/user/kept.txt', 'kept');
+    const paused = await sbx.pause();
+    assert.equal(paused.pause?.memory, false);
+    assert.match(paused.pause?.reason ?? '', /runc cannot save memory/);
+    assert.equal((await sbx.commands.run('cat /home/user/kept.txt')).stdout, 'kept');
+    await sbx.kill();
+  });
+
+  test('paused sandboxes stay paused across a daemon restart and resume afterwards', async () => {
+    const sbx = await Sandbox.create({ url: daemon.url, runtime: 'runsc', memoryMB: 512, name: 'sleeper' });
+    await sbx.commands.run(COUNTER);
+    await waitFor(async () => (await count(sbx).catch(() => 0)) > 3, 'the counter to run');
+    await sbx.pause();
+    daemon = await daemon.restart();
+    const again = await Sandbox.connect('sleeper', { url: daemon.url });
+    assert.equal((await again.info()).state, 'paused');
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal((await again.info()).state, 'paused', 'reconcile leaves it paused');
+    const before = await count(again);
+    await new Promise((r) => setTimeout(r, 500));
+    assert.ok((await count(again)) > before, 'the counter continues');
+    await again.kill();
+  });
+
+  test('pausing a sandbox that is not running is a clear 409', async () => {
+    const sbx = await Sandbox.create({ url: daemon.url, runtime: 'runc', memoryMB: 256 });
+    await sbx.stop();
+    await assert.rejects(sbx.pause(), /only a running sandbox can be paused/);
+    await sbx.kill();
+  });
+});

@@ -49,7 +49,7 @@ lockhash=$(sha256sum package-lock.json 2>/dev/null | cut -c1-16 || echo none)
 if [[ -f node_modules/.den-lock && $(cat node_modules/.den-lock) == "$lockhash" ]]; then
   skip "node_modules up to date"
 else
-  npm ci --no-audit --no-fund --loglevel=error
+  flock /tmp/den-npm.lock npm ci --no-audit --no-fund --loglevel=error
   echo "$lockhash" >node_modules/.den-lock
 fi
 npm run --silent build

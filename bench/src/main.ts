@@ -4,6 +4,7 @@ import { destroyDaemon, REPO_ROOT, startDaemon, type TestDaemon } from '@den/e2e
 import { DenClient, Sandbox } from '@den/sdk';
 import { e2bOverhead } from './e2b.js';
 import { idlePssPerSandboxMiB } from './memory.js';
+import { pauseResume } from './pause.js';
 import { networkStepTimes, proxyOverhead } from './proxy.js';
 import { RawRuntime } from './raw.js';
 import { type Summary, sample, summarize, timeIt } from './stats.js';
@@ -22,9 +23,10 @@ const N = {
   idle: 5,
   proxy: Math.round(300 * SCALE),
   e2b: Math.round(5 * SCALE),
+  pause: Math.round(10 * SCALE),
 };
-/** Which groups run (comma list in DEN_BENCH_SUITES): core (lifecycle, exec, files, memory), network, e2b. */
-const SUITES = new Set((process.env.DEN_BENCH_SUITES ?? 'core,network,e2b').split(','));
+/** Which groups run (comma list in DEN_BENCH_SUITES): core (lifecycle, exec, files, memory), network, e2b, pause. */
+const SUITES = new Set((process.env.DEN_BENCH_SUITES ?? 'core,network,e2b,pause').split(','));
 const RUNSC = process.env.DEN_RUNSC ?? '/var/lib/den/tools/runsc/usr/bin/runsc';
 const MiB = 1024 * 1024;
 
@@ -84,6 +86,15 @@ async function benchE2b(url: string): Promise<Row[]> {
       raw: 0,
       target: `0 failures (${f.concurrent.ms} ms)`,
     },
+  ];
+}
+
+async function benchPause(url: string): Promise<Row[]> {
+  const f = await pauseResume(url, N.pause);
+  return [
+    { metric: 'pause (memory)', unit: 'ms', den: f.pause, raw: 0, target: 'den p50 <= 300 ms' },
+    { metric: 'resume to first exec', unit: 'ms', den: f.resumeToExec, raw: 0, target: 'den p50 <= 300 ms' },
+    { metric: 'preview request waking it', unit: 'ms', den: f.wakeByPreview, raw: 0, target: 'den p50 <= 600 ms' },
   ];
 }
 
@@ -205,6 +216,7 @@ async function main(): Promise<void> {
       if (SUITES.has('network')) groups.push([`${runtime} network`, () => benchNetwork(runtime, daemon)]);
     }
     if (SUITES.has('e2b')) groups.push(['e2b (runsc)', () => benchE2b(daemon.url)]);
+    if (SUITES.has('pause')) groups.push(['pause with memory (runsc)', () => benchPause(daemon.url)]);
     for (const [name, run] of groups) {
       console.log(`\n== ${name} ==`);
       results[name] = await run();

@@ -100,7 +100,7 @@ describe('E2B control API with the e2b SDK', () => {
     assert.equal(info.lifecycle?.onTimeout, 'pause');
     const den = await denView(sbx.sandboxId);
     assert.equal(den.network.policy, 'none');
-    assert.equal(den.onTimeout, 'stop');
+    assert.equal(den.onTimeout, 'pause');
     assert.equal(await sbx.kill(), true);
   });
 
@@ -140,7 +140,7 @@ describe('E2B control API with the e2b SDK', () => {
     const sbx = await Sandbox.connect(id);
     assert.equal(await sbx.pause(), true);
     assert.equal((await Sandbox.getInfo(id)).state, 'paused');
-    assert.equal((await denView(id)).state, 'stopped');
+    assert.equal((await denView(id)).state, 'paused');
     assert.equal(await sbx.pause(), false, 'pausing a paused sandbox answers 409');
     assert.deepEqual(
       (await all({ query: { metadata: { suite }, state: ['paused'] } })).map((s) => s.sandboxId),

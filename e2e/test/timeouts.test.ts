@@ -38,20 +38,25 @@ describe('sandbox timeouts', () => {
     assert.ok(Date.now() - t0 >= 2_000, 'not before its timeout');
   });
 
-  test("onTimeout 'stop' (and 'pause', stored as stop) stops the sandbox and clears its timeout", async () => {
+  test("onTimeout 'stop' stops the sandbox, 'pause' pauses it; both clear the timeout", async () => {
     const stop = await Sandbox.create({ url: daemon.url, runtime: 'runc', timeoutMs: 2_000, onTimeout: 'stop' });
-    const pause = await Sandbox.create({ url: daemon.url, runtime: 'runc', timeoutMs: 2_000, onTimeout: 'pause' });
-    assert.equal((await pause.info()).onTimeout, 'stop');
-    for (const sbx of [stop, pause]) {
-      await waitFor(async () => (await sbx.info()).state === 'stopped', 'the sandbox to stop', 15_000);
+    const pause = await Sandbox.create({ url: daemon.url, runtime: 'runsc', timeoutMs: 2_000, onTimeout: 'pause' });
+    assert.equal((await pause.info()).onTimeout, 'pause');
+    for (const [sbx, state] of [
+      [stop, 'stopped'],
+      [pause, 'paused'],
+    ] as const) {
+      await waitFor(async () => (await sbx.info()).state === state, `the sandbox to be ${state}`, 15_000);
       const info = await sbx.info();
       assert.equal(info.timeoutAt, null);
-      assert.equal(info.desiredState, 'stopped');
+      assert.equal(info.desiredState, state);
     }
+    assert.equal((await pause.info()).pause?.memory, true, 'runsc pauses with memory');
     // Started again, it has no timeout until one is set.
     await stop.start();
     await sleep(1_500);
     assert.equal((await stop.info()).state, 'running');
+    assert.equal((await pause.commands.run('echo back')).stdout, 'back\n', 'a call resumes the paused one');
     await stop.kill();
     await pause.kill();
   });

@@ -27,11 +27,12 @@ import {
   FRAMES_CONTENT_TYPE,
   JSON_CONTENT_TYPE,
   type ListeningSocket,
+  type TcpConnection,
   type WatchError,
   type WatchEvent,
 } from './protocol.js';
 
-export type { AgentHealth, ListeningSocket, WatchEvent, WatchEventType } from './protocol.js';
+export type { AgentHealth, ListeningSocket, TcpConnection, WatchEvent, WatchEventType } from './protocol.js';
 export { FRAMES_CONTENT_TYPE } from './protocol.js';
 
 export interface AgentClientOptions {
@@ -153,6 +154,11 @@ export class AgentClient {
   /** Asks the agent to close its listener before a checkpoint; it listens again on SIGUSR2 (see agent main.ts). */
   async prepareCheckpoint(): Promise<void> {
     await this.unary('POST', '/checkpoint/prepare', {});
+  }
+
+  /** TCP endpoints inside the sandbox that are neither listening nor closed. */
+  listConnections(): Promise<TcpConnection[]> {
+    return this.unary<TcpConnection[]>('GET', '/connections');
   }
 
   /** TCP sockets listening inside the sandbox. */

@@ -46,6 +46,9 @@ async function prepareCheckpoint(): Promise<void> {
   paused = true;
   keepAlive = setInterval(() => undefined, 3_600_000);
   await agent.unlisten();
+  // libuv closes a destroyed socket's descriptor on its next loop turn; gVisor must not find one still connected
+  // to the host (the daemon starts the checkpoint as soon as the socket file is gone).
+  await new Promise((r) => setTimeout(r, 20));
   rmSync(config.socketPath, { force: true });
   console.error('den-agent: listener closed for a checkpoint; waiting for SIGUSR2');
 }

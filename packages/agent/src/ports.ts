@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import type { ListeningSocket } from './protocol.js';
+import type { ListeningSocket, TcpConnection } from './protocol.js';
 
 /** TCP state LISTEN in /proc/net/tcp (include/net/tcp_states.h: TCP_LISTEN = 10). */
 const TCP_LISTEN = '0A';
@@ -10,6 +10,47 @@ const TCP_LISTEN = '0A';
  */
 export async function listeningSockets(procNet = '/proc/net'): Promise<ListeningSocket[]> {
   const found = new Map<string, ListeningSocket>();
+  for (const s of await tcpSockets(procNet)) {
+    if (s.state !== TCP_LISTEN) continue;
+    found.set(`${s.local.address}|${s.local.port}`, { port: s.local.port, address: s.local.address });
+  }
+  return [...found.values()].sort((a, b) => a.port - b.port || a.address.localeCompare(b.address));
+}
+
+/** TCP states by their /proc/net/tcp number (include/net/tcp_states.h). */
+const TCP_STATES: Record<string, string> = {
+  '01': 'ESTABLISHED',
+  '02': 'SYN_SENT',
+  '03': 'SYN_RECV',
+  '04': 'FIN_WAIT1',
+  '05': 'FIN_WAIT2',
+  '06': 'TIME_WAIT',
+  '07': 'CLOSE',
+  '08': 'CLOSE_WAIT',
+  '09': 'LAST_ACK',
+  '0A': 'LISTEN',
+  '0B': 'CLOSING',
+};
+
+/** TCP endpoints that are neither listening nor closed: what a gVisor checkpoint cannot save. */
+export async function openConnections(procNet = '/proc/net'): Promise<TcpConnection[]> {
+  return (await tcpSockets(procNet))
+    .filter((s) => s.state !== TCP_LISTEN && s.state !== '07')
+    .map((s) => ({
+      local: `${s.local.address}:${s.local.port}`,
+      remote: `${s.remote.address}:${s.remote.port}`,
+      state: TCP_STATES[s.state] ?? s.state,
+    }));
+}
+
+interface RawSocket {
+  state: string;
+  local: { address: string; port: number };
+  remote: { address: string; port: number };
+}
+
+async function tcpSockets(procNet: string): Promise<RawSocket[]> {
+  const out: RawSocket[] = [];
   for (const [file, v6] of [
     ['tcp', false],
     ['tcp6', true],
@@ -22,15 +63,19 @@ export async function listeningSockets(procNet = '/proc/net'): Promise<Listening
     }
     for (const line of text.split('\n').slice(1)) {
       const fields = line.trim().split(/\s+/);
-      if (fields[3] !== TCP_LISTEN || !fields[1]) continue;
-      const [addrHex, portHex] = fields[1].split(':');
-      if (!addrHex || !portHex) continue;
-      const address = v6 ? ipv6FromProc(addrHex) : ipv4FromProc(addrHex);
-      const port = Number.parseInt(portHex, 16);
-      found.set(`${address}|${port}`, { port, address });
+      const local = endpoint(fields[1], v6);
+      const remote = endpoint(fields[2], v6);
+      if (!local || !remote || !fields[3]) continue;
+      out.push({ state: fields[3], local, remote });
     }
   }
-  return [...found.values()].sort((a, b) => a.port - b.port || a.address.localeCompare(b.address));
+  return out;
+}
+
+function endpoint(field: string | undefined, v6: boolean): { address: string; port: number } | undefined {
+  const [addrHex, portHex] = (field ?? '').split(':');
+  if (!addrHex || !portHex) return undefined;
+  return { address: v6 ? ipv6FromProc(addrHex) : ipv4FromProc(addrHex), port: Number.parseInt(portHex, 16) };
 }
 
 /** /proc/net/tcp prints the address as one little-endian 32-bit word: 0100007F = 127.0.0.1. */

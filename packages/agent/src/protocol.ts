@@ -45,3 +45,11 @@ export interface WatchError {
   type: 'error';
   error: { code: string; message: string };
 }
+
+/** One entry of `GET /connections`: a TCP endpoint that is not listening and not closed. */
+export interface TcpConnection {
+  local: string;
+  remote: string;
+  /** ESTABLISHED, TIME_WAIT, CLOSE_WAIT, ... */
+  state: string;
+}

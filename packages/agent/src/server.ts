@@ -10,7 +10,7 @@ import { DenError } from './contract.js';
 import * as fileRoutes from './file-routes.js';
 import { FileService } from './files.js';
 import { parseRequest, sendError, sendJson } from './http.js';
-import { listeningSockets } from './ports.js';
+import { listeningSockets, openConnections } from './ports.js';
 import { ProcessRegistry } from './process-registry.js';
 import * as processRoutes from './process-routes.js';
 import type { AgentHealth } from './protocol.js';
@@ -105,6 +105,8 @@ export function createAgent(options: AgentOptions): Agent {
       case 'POST /checkpoint/prepare':
         stream.once('close', () => options.onPrepareCheckpoint?.());
         return sendJson(stream, 200, { ok: true });
+      case 'GET /connections':
+        return sendJson(stream, 200, await openConnections());
       case 'GET /ports':
         return sendJson(stream, 200, await listeningSockets());
       case 'GET /files/content':
@@ -159,9 +161,11 @@ export function createAgent(options: AgentOptions): Agent {
     },
     async unlisten() {
       const closed = new Promise<void>((resolve) => (server.listening ? server.close(() => resolve()) : resolve()));
-      // Graceful first, so the answer to the prepare request reaches the daemon; then nothing may stay connected.
+      // Graceful first, so the answer to the prepare request reaches the daemon (which then closes its side); after
+      // 200 ms at most, nothing may stay connected.
       for (const session of sessions) session.close();
-      await new Promise((r) => setTimeout(r, 200));
+      const deadline = Date.now() + 200;
+      while (sessions.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 2));
       for (const session of sessions) session.destroy();
       await closed;
     },

@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util';
 import { DenError, type NetworkPolicyName, type RuntimeName } from '@den/shared';
 import { DEFAULT_RUNC_BINARY } from './runtime/runc.js';
 import { DEFAULT_RUNSC_BINARY } from './runtime/runsc.js';
+import { type ObjectStoreConfig, objectStoreFromEnv, resolveObjectStoreConfig } from './storage/object-store/config.js';
 
 /**
  * The daemon's configuration, resolved in one place: defaults < config file (<home>/config.json or --config)
@@ -41,6 +42,12 @@ export interface DaemonConfig {
    * name is looked up as a den image of that name (`base` is den's base image).
    */
   e2bTemplateAliases: Record<string, string>;
+  /**
+   * Where snapshots are stored: a local directory (default <home>/objects; DEN_OBJECTS_DIR) or an S3-compatible
+   * bucket (when DEN_S3_BUCKET is set; DEN_S3_ENDPOINT, DEN_S3_REGION, DEN_S3_PREFIX, DEN_S3_ACCESS_KEY_ID,
+   * DEN_S3_SECRET_ACCESS_KEY, DEN_S3_FORCE_PATH_STYLE). Daemons sharing one can restore each other's snapshots.
+   */
+  objectStore: ObjectStoreConfig;
 }
 
 type Partialish = { [K in keyof DaemonConfig]?: DaemonConfig[K] | undefined };
@@ -81,6 +88,7 @@ function fromEnv(env: NodeJS.ProcessEnv): Partialish {
     e2bTemplateAliases: env.DEN_E2B_TEMPLATE_ALIASES
       ? parseTemplateAliases(env.DEN_E2B_TEMPLATE_ALIASES, 'DEN_E2B_TEMPLATE_ALIASES')
       : undefined,
+    objectStore: objectStoreFromEnv(env),
   };
 }
 
@@ -197,6 +205,7 @@ export function resolveConfig(argv: string[] = [], env: NodeJS.ProcessEnv = proc
     dnsUpstreams: m.dnsUpstreams,
     previewDomain: (m.previewDomain ?? 'localhost').toLowerCase(),
     e2bTemplateAliases: checkTemplateAliases(m.e2bTemplateAliases ?? {}, 'e2bTemplateAliases'),
+    objectStore: resolveObjectStoreConfig(m.objectStore, home),
   };
   if (!['none', 'allowlist', 'full'].includes(cfg.defaultNetwork.policy)) {
     throw new DenError(

@@ -18,12 +18,13 @@ import { RuncRuntime } from './runtime/runc.js';
 import { RunscRuntime } from './runtime/runsc.js';
 import { ApiKeyService } from './services/api-keys.js';
 import { AppPreviewService } from './services/app-preview/app-service.js';
-import type { Runtime, RuntimeName } from './services/ports.js';
+import type { ObjectStore, Runtime, RuntimeName } from './services/ports.js';
 import { PreviewUrls } from './services/preview-urls.js';
 import { PACKAGE_CACHE_MOUNT, SandboxService } from './services/sandbox-service.js';
 import { StatusService } from './services/status-service.js';
 import { TimeoutService } from './services/timeouts.js';
 import { ImageStore } from './storage/image-store.js';
+import { openObjectStore } from './storage/object-store/index.js';
 import { LoopOverlayRootfs } from './storage/rootfs.js';
 import { KyselyApiKeyStore } from './store/api-key-store.js';
 import { openDatabase } from './store/database.js';
@@ -35,6 +36,8 @@ const REPO_ROOT = fileURLToPath(new URL('../../../../', import.meta.url));
 export interface Daemon {
   app: FastifyInstance;
   sandboxes: SandboxService;
+  /** where snapshots go (local directory or S3-compatible bucket, DaemonConfig.objectStore) */
+  objects: ObjectStore;
   /** stops timers and closes connections and the database; sandboxes keep running */
   close(): Promise<void>;
 }
@@ -73,6 +76,7 @@ export async function wire(config: DaemonConfig, log: PinoLogger): Promise<Daemo
   await dns.start();
 
   const images = new ImageStore(config.store);
+  const objects = await openObjectStore(config.objectStore);
   const sandboxStore = new KyselySandboxStore(database.db);
   const sandboxes = new SandboxService({
     store: sandboxStore,
@@ -139,6 +143,7 @@ export async function wire(config: DaemonConfig, log: PinoLogger): Promise<Daemo
   return {
     app,
     sandboxes,
+    objects,
     async close() {
       clearInterval(timer);
       await timeouts.stop();
@@ -150,6 +155,7 @@ export async function wire(config: DaemonConfig, log: PinoLogger): Promise<Daemo
       // With no sandbox left, den leaves nothing on the host: no bridge, no nft tables.
       if ((await sandboxes.list()).length === 0) await network.removeHostNetwork();
       await database.db.destroy();
+      await objects.close();
     },
   };
 }

@@ -23,6 +23,11 @@ export interface PreviewTarget {
   port: number;
   /** the secret a request must present; null makes the preview public */
   token: string | null;
+  /**
+   * When resolving this request woke the sandbox from a pause (ms since the epoch). gVisor brings restored TCP
+   * listeners back a moment after the sandbox answers, so a refused connection right after a wake is retried.
+   */
+  wokeAt?: number;
 }
 
 /** Looks a sandbox reference up; throws `DenError` (`SANDBOX_NOT_FOUND`, `SANDBOX_NOT_RUNNING`, ...). */
@@ -46,6 +51,8 @@ type Admission = { target: PreviewTarget; setCookie: string | undefined };
 const CONNECT_TIMEOUT_CODES = new Set([CONNECT_TIMEOUT, 'ETIMEDOUT']);
 const UNREACHABLE_CODES = new Set(['EHOSTUNREACH', 'ENETUNREACH', 'EHOSTDOWN', 'ENETDOWN']);
 const STALE_SOCKET_CODES = new Set(['ECONNRESET', 'EPIPE']);
+/** How long after a wake a refused connection is retried (see PreviewTarget.wokeAt). */
+const WAKE_RETRY_MS = 3_000;
 // Methods a client may expect to be repeated safely (RFC 9110 §9.2.2) when a pooled socket turns out to be stale.
 const RETRYABLE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
@@ -228,6 +235,12 @@ export class PreviewProxy {
       }
       if (answered || res.headersSent) {
         res.destroy();
+        return;
+      }
+      const justWoken = target.wokeAt !== undefined && Date.now() - target.wokeAt < WAKE_RETRY_MS;
+      if (err.code === 'ECONNREFUSED' && justWoken && !hasBody) {
+        res.off('close', onClientGone);
+        setTimeout(() => this.forward(req, res, route, { target, setCookie }, mayRetry), 25);
         return;
       }
       sendError(req, res, this.upstreamError(err, route, target));

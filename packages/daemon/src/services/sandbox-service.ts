@@ -56,6 +56,8 @@ export interface SandboxServiceDeps {
 
 /** How long a fresh container's agent has to answer before the start counts as failed. */
 const AGENT_READY_TIMEOUT_MS = 20_000;
+/** How long a pause waits for TCP connections in the sandbox to close before it gives up on saving memory. */
+const CONNECTIONS_CLOSE_MS = 1_500;
 /** Grace period between SIGTERM and SIGKILL when stopping (the agent forwards SIGTERM to every process). */
 const STOP_GRACE_MS = 3_000;
 
@@ -289,10 +291,17 @@ export class SandboxService {
   async previewTarget(
     ref: string,
     port: number,
-  ): Promise<{ sandboxId: string; address: string; port: number; token: string | null }> {
+  ): Promise<{ sandboxId: string; address: string; port: number; token: string | null; wokeAt?: number }> {
     const rec = await this.resolve(ref);
-    if (rec.state !== 'running' || !rec.address) await this.agentFor(rec.id);
-    return { sandboxId: rec.id, address: rec.address!, port, token: rec.previewPublic ? null : rec.previewToken };
+    const target = {
+      sandboxId: rec.id,
+      address: rec.address!,
+      port,
+      token: rec.previewPublic ? null : rec.previewToken,
+    };
+    if (rec.state === 'running' && rec.address) return target;
+    await this.agentFor(rec.id);
+    return { ...target, address: (await this.resolve(rec.id)).address!, wokeAt: Date.now() };
   }
 
   // ---- reconcile ----
@@ -490,8 +499,33 @@ export class SandboxService {
     this.notifyLeaving(rec.id);
     let reason: string | undefined;
     try {
+      // gVisor 2024 cannot save a TCP endpoint that is connected or in TIME_WAIT, and a failed checkpoint kills the
+      // sandbox: wait briefly for connections to close (den's own were just dropped), else keep the filesystem only.
+      // Measured with runsc 2024: a process the agent started with its output still attached (a background command,
+      // a running exec) makes the checkpoint fail (gVisor cannot save the agent's end of its stdio sockets).
+      const attached = (await this.agent(rec.id).listProcesses()).filter((p) => !p.exit && !p.pty);
+      if (attached.length) {
+        const list = attached
+          .slice(0, 3)
+          .map((p) => `pid ${p.pid} ${p.cmd.join(' ').slice(0, 60)}`)
+          .join(', ');
+        throw new Error(
+          `processes started through den still have their output attached (${list}); start long-running servers detached (nohup ... &) to keep memory on pause`,
+        );
+      }
+      const open = await this.openConnections(rec.id);
+      if (open.length) {
+        const list = open
+          .slice(0, 3)
+          .map((c) => `${c.local} <-> ${c.remote} ${c.state}`)
+          .join(', ');
+        throw new Error(
+          `the sandbox has open TCP connections gVisor cannot save (${list}${open.length > 3 ? ', ...' : ''})`,
+        );
+      }
       await this.agent(rec.id).prepareCheckpoint();
       this.dropAgent(rec.id);
+      await this.socketGone(rec.id);
       t.mark('prepare');
       await rt.checkpoint(rec.id, imageDir);
       t.mark('checkpoint');
@@ -545,6 +579,35 @@ export class SandboxService {
       } catch (err) {
         if (Date.now() > deadline) throw err;
       }
+    }
+  }
+
+  /**
+   * The agent removes its socket file once its listener and every session are closed: only then may the checkpoint
+   * start (gVisor cannot save a socket still bound or connected to a host file).
+   */
+  private async socketGone(id: string): Promise<void> {
+    const socket = this.deps.paths.sandbox(id).agentSocket;
+    const deadline = Date.now() + 2_000;
+    while (
+      await stat(socket).then(
+        () => true,
+        () => false,
+      )
+    ) {
+      if (Date.now() > deadline)
+        throw new DenError('AGENT_UNAVAILABLE', 'the agent did not close its socket for the checkpoint');
+      await sleep(3);
+    }
+  }
+
+  /** TCP connections in the sandbox that are still open after up to CONNECTIONS_CLOSE_MS. */
+  private async openConnections(id: string) {
+    const deadline = Date.now() + CONNECTIONS_CLOSE_MS;
+    for (;;) {
+      const open = await this.agent(id).listConnections();
+      if (open.length === 0 || Date.now() > deadline) return open;
+      await sleep(50);
     }
   }
 

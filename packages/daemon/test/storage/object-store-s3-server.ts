@@ -2,7 +2,8 @@
  * A real S3-compatible server for tests: s3rver (npm devDependency, pure JavaScript, files on disk) run as its own
  * process on 127.0.0.1 with a free port, so its memory does not count in the test process's RSS checks. It speaks
  * PutObject, GetObject, HeadObject, DeleteObject(s), ListObjectsV2 and multipart uploads (not AbortMultipartUpload:
- * an aborted upload's parts stay in its data dir, invisible to reads and listings).
+ * an aborted upload's parts stay in its data dir, invisible to reads and listings). Its listings come folder by
+ * folder, not in S3's byte order, which S3ObjectStore.list sorts.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -27,9 +28,15 @@ export async function startS3Server(): Promise<S3TestServer> {
   const dir = await mkdtemp(join(tmpdir(), 'den-s3rver-'));
   const bin = join(dirname(createRequire(import.meta.url).resolve('s3rver/package.json')), 'bin', 's3rver.js');
   const buckets = TEST_BUCKETS.flatMap((b) => ['--configure-bucket', b]);
-  const child = spawn(process.execPath, [bin, '-d', dir, '-a', '127.0.0.1', '-p', '0', '--silent', ...buckets], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  // s3rver encrypts ListObjectsV2 continuation tokens with DES, which OpenSSL 3 offers only in its legacy provider.
+  const node = [process.execPath, '--openssl-legacy-provider'];
+  const child = spawn(
+    node[0]!,
+    [...node.slice(1), bin, '-d', dir, '-a', '127.0.0.1', '-p', '0', '--silent', ...buckets],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   let port: number;
   try {
     port = await listeningPort(child);

@@ -168,7 +168,20 @@ export function objectStoreSuite(name: string, subject: ObjectStoreSubject): voi
     });
 
     it('refuses bad keys and prefixes with INVALID_ARGUMENT', async () => {
-      const bad = ['', '/abs', 'trailing/', 'a//b', '..', '../up', 'a/../b', './a', 'a/./b', 'a\\b', 'nul\u0000', 'x'.repeat(1025)];
+      const bad = [
+        '',
+        '/abs',
+        'trailing/',
+        'a//b',
+        '..',
+        '../up',
+        'a/../b',
+        './a',
+        'a/./b',
+        'a\\b',
+        'nul\u0000',
+        'x'.repeat(1025),
+      ];
       for (const key of bad) {
         const refused = { code: 'INVALID_ARGUMENT' };
         await assert.rejects(store.put(key, Readable.from([Buffer.from('x')])), refused, `put ${JSON.stringify(key)}`);

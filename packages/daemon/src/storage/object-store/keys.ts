@@ -2,8 +2,6 @@ import { DenError } from '@den/shared';
 
 /** S3's limit on key length (UTF-8 bytes); the local store keeps the same limit so both accept the same keys. */
 const MAX_KEY_BYTES = 1024;
-/** C0 controls and DEL: invisible in logs and listings, and NUL cannot appear in a file name at all. */
-const CONTROL_CHARS = /[\u0000-\u001f\u007f]/;
 
 /**
  * Checks an object key and returns it. Keys are relative `/`-separated paths so that the local store can map them
@@ -33,7 +31,7 @@ export function checkPrefix(prefix: string, opts: { allowEmpty: boolean }): stri
 function keyProblem(key: string): string | undefined {
   if (typeof key !== 'string' || key.length === 0) return 'is empty; use a path like snapshots/<id>/manifest.json';
   if (Buffer.byteLength(key) > MAX_KEY_BYTES) return `is longer than ${MAX_KEY_BYTES} bytes`;
-  if (CONTROL_CHARS.test(key)) return 'contains a control character';
+  if (hasControlChar(key)) return 'contains a control character';
   if (key.includes('\\')) return 'contains "\\"; separate segments with "/"';
   if (key.startsWith('/')) return 'starts with "/"; keys are relative, like snapshots/<id>/manifest.json';
   if (key.endsWith('/')) return 'ends with "/"; a key names an object, not a folder';
@@ -42,4 +40,13 @@ function keyProblem(key: string): string | undefined {
     if (segment === '.' || segment === '..') return `has a "${segment}" segment; keys may not climb out of the store`;
   }
   return undefined;
+}
+
+/** C0 controls and DEL: invisible in logs and listings, and NUL cannot appear in a file name at all. */
+function hasControlChar(text: string): boolean {
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code < 0x20 || code === 0x7f) return true;
+  }
+  return false;
 }

@@ -95,8 +95,9 @@ export class LocalObjectStore implements ObjectStore {
   }
 
   async head(key: string): Promise<ObjectInfo | undefined> {
+    const path = this.pathOf(checkKey(key));
     try {
-      const info = await stat(this.pathOf(checkKey(key)));
+      const info = await stat(path);
       return info.isFile() ? { key, size: info.size, lastModified: info.mtime } : undefined;
     } catch (err) {
       if (isMissing(err)) return undefined;

@@ -18,7 +18,8 @@ import { Sha256Stream, watchSource } from './sha256-stream.js';
 export interface S3ObjectStoreOptions {
   /** e.g. http://127.0.0.1:9000 for a self-hosted server; absent: AWS's endpoint for the region */
   endpoint?: string | undefined;
-  region: string;
+  /** default us-east-1 (what most self-hosted servers expect when they ignore regions) */
+  region?: string | undefined;
   bucket: string;
   /** prepended to every key, e.g. `den/` to share a bucket; '' = the bucket's root */
   prefix?: string | undefined;
@@ -64,7 +65,7 @@ export class S3ObjectStore implements ObjectStore {
     this.queueSize = opts.queueSize ?? 4;
     this.location = `s3://${this.bucket}/${this.keyPrefix}${opts.endpoint ? ` at ${opts.endpoint}` : ''}`;
     const config: S3ClientConfig = {
-      region: opts.region,
+      region: opts.region || 'us-east-1',
       forcePathStyle: opts.forcePathStyle ?? false,
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
@@ -150,7 +151,8 @@ export class S3ObjectStore implements ObjectStore {
     } catch (err) {
       throw this.failure('list', prefix, err);
     }
-    return found;
+    // S3 lists in UTF-8 byte order already; some compatible servers (s3rver) list folder by folder instead.
+    return found.sort((a, b) => Buffer.compare(Buffer.from(a.key), Buffer.from(b.key)));
   }
 
   async delete(key: string): Promise<void> {

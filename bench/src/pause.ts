@@ -1,0 +1,57 @@
+import { httpGet } from '@den/e2e';
+import { Sandbox } from '@den/sdk';
+import { type Summary, summarize, timeIt } from './stats.js';
+
+export interface PauseFigures {
+  pause: Summary;
+  resumeToExec: Summary;
+  wakeByPreview: Summary;
+}
+
+/**
+ * Pause with memory on runsc, for a small sandbox running a Node HTTP server: `pause`, resume to the first
+ * successful exec (`sbx.resume()` + `echo`), and the first response of a preview request that wakes the paused
+ * sandbox by itself.
+ */
+export async function pauseResume(url: string, n: number): Promise<PauseFigures> {
+  const sbx = await Sandbox.create({ url, runtime: 'runsc', memoryMB: 512 });
+  try {
+    // An HTTP/1.1 server: the proxy's keep-alive connection is closed from the host side before the pause, so the
+    // guest's end closes cleanly (a server that closes first, like Python's HTTP/1.0 http.server, leaves TIME_WAIT
+    // endpoints in the guest for a minute, and gVisor cannot checkpoint those).
+    await sbx.files.write(
+      '/tmp/server.js',
+      "require('http').createServer((q, r) => r.end('ok')).listen(8000, '0.0.0.0');",
+    );
+    // Detached, so no stdio of it stays attached to den's agent (which a gVisor checkpoint cannot save).
+    await sbx.commands.run('nohup node /tmp/server.js >/dev/null 2>&1 &');
+    await sbx.ports.waitFor(8000);
+    await sbx.ports.waitFor(8000);
+    const pause: number[] = [];
+    const resume: number[] = [];
+    const wake: number[] = [];
+    for (let i = 0; i < n; i++) {
+      pause.push(await timeIt(() => sbx.pause()));
+      resume.push(
+        await timeIt(async () => {
+          await sbx.resume();
+          await sbx.commands.run('echo ok');
+        }),
+      );
+      await sbx.pause();
+      const base = new URL(url);
+      wake.push(
+        await timeIt(async () => {
+          const res = await httpGet(base.origin, '/index.html', {
+            host: sbx.getHost(8000),
+            'x-den-preview-token': sbx.previewToken,
+          });
+          if (res.status !== 200) throw new Error(`wake by preview: HTTP ${res.status} ${res.body.slice(0, 200)}`);
+        }),
+      );
+    }
+    return { pause: summarize(pause), resumeToExec: summarize(resume), wakeByPreview: summarize(wake) };
+  } finally {
+    await sbx.kill();
+  }
+}

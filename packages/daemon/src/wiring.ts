@@ -13,6 +13,7 @@ import { BridgeNetwork } from './net/bridge-network.js';
 import { dnsUpstreams, sandboxDns } from './net/sandbox-dns.js';
 import { denPaths } from './paths.js';
 import { PreviewProxy } from './proxy/preview-proxy.js';
+import { CachedPreviewResolver } from './proxy/target-cache.js';
 import { ensureAgentRoot } from './runtime/agent-root.js';
 import { RuncRuntime } from './runtime/runc.js';
 import { RunscRuntime } from './runtime/runsc.js';
@@ -100,12 +101,16 @@ export async function wire(config: DaemonConfig, log: PinoLogger): Promise<Daemo
   });
   const previews = new PreviewUrls(config.previewDomain);
   const envd = createEnvdHandler({ sandboxes, previewDomain: config.previewDomain });
+  const previewTargets = new CachedPreviewResolver({ resolve: (ref, port) => sandboxes.previewTarget(ref, port) });
   const proxy = new PreviewProxy({
     domain: config.previewDomain,
-    resolver: { resolve: (ref, port) => sandboxes.previewTarget(ref, port) },
+    resolver: previewTargets,
     log,
   });
-  sandboxes.onLeaving((id) => proxy.dropConnections(id));
+  sandboxes.onLeaving((id) => {
+    previewTargets.forget(id);
+    proxy.dropConnections(id);
+  });
   const app = await createApp(
     {
       sandboxes,

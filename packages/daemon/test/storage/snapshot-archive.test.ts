@@ -361,7 +361,7 @@ interface Entry {
  * API, so python3 reads the tree.
  */
 function describeTree(dir: string): Record<string, Entry> {
-  const script = String.raw`
+  const script = `
 import hashlib, json, os, stat, sys
 root = sys.argv[1]
 out, inodes = {}, {}

@@ -66,3 +66,33 @@ export function keepaliveIntervalMs(header: string | null): number {
   const seconds = Number(header ?? '');
   return Number.isFinite(seconds) && seconds > 0 ? Math.min(seconds, 3600) * 1000 : 0;
 }
+
+/**
+ * Pushes a keepalive into `queue` whenever it stayed idle for the interval the client asked for (envd's
+ * Keepalive-Ping-Interval header); `sent()` marks real output, `stop()` ends it.
+ */
+export class KeepaliveTicker<T> {
+  private lastSent = performance.now();
+  private readonly timer: NodeJS.Timeout | undefined;
+
+  constructor(queue: EventQueue<T>, header: string | null, make: () => T) {
+    const intervalMs = keepaliveIntervalMs(header);
+    this.timer =
+      intervalMs > 0
+        ? setInterval(
+            () => {
+              if (queue.idle && performance.now() - this.lastSent >= intervalMs) queue.push(make());
+            },
+            Math.min(intervalMs, 1000),
+          )
+        : undefined;
+  }
+
+  sent(): void {
+    this.lastSent = performance.now();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+}

@@ -5,7 +5,7 @@ import type { WatchEvent, WatchHandle } from '@den/agent/client';
 import { DenError } from '@den/shared';
 import { toEntryInfo } from './entry.js';
 import { rpc, toConnectError } from './errors.js';
-import { EventQueue, keepaliveIntervalMs } from './event-queue.js';
+import { EventQueue, KeepaliveTicker } from './event-queue.js';
 import {
   EventType,
   type FilesystemEventSchema,
@@ -124,19 +124,9 @@ export function filesystemService(paths: PathResolver): ServiceImpl<typeof Files
       const root = await rpc(() => paths.resolve(target, req.path));
       const handle = await rpc(() => target.agent.watch(root, { recursive: req.recursive }));
       const queue = new EventQueue<WatchDirResponseInit>();
-      const intervalMs = keepaliveIntervalMs(ctx.requestHeader.get('keepalive-ping-interval'));
-      let lastSent = performance.now();
-      const keepalive =
-        intervalMs > 0
-          ? setInterval(
-              () => {
-                if (queue.idle && performance.now() - lastSent >= intervalMs) {
-                  queue.push({ event: { case: 'keepalive', value: {} } });
-                }
-              },
-              Math.min(intervalMs, 1000),
-            )
-          : undefined;
+      const keepalive = new KeepaliveTicker(queue, ctx.requestHeader.get('keepalive-ping-interval'), () => ({
+        event: { case: 'keepalive' as const, value: {} },
+      }));
       const stop = (): void => queue.end();
       ctx.signal.addEventListener('abort', stop, { once: true });
       queue.push({ event: { case: 'start', value: {} } });
@@ -157,11 +147,11 @@ export function filesystemService(paths: PathResolver): ServiceImpl<typeof Files
       })();
       try {
         for await (const response of queue) {
-          lastSent = performance.now();
+          keepalive.sent();
           yield response;
         }
       } finally {
-        clearInterval(keepalive);
+        keepalive.stop();
         ctx.signal.removeEventListener('abort', stop);
         handle.close();
       }

@@ -11,7 +11,7 @@ import {
 } from '@den/shared';
 import type { AgentConnection } from '../../services/ports.js';
 import { rpc, toConnectError } from './errors.js';
-import { EventQueue, keepaliveIntervalMs } from './event-queue.js';
+import { EventQueue, KeepaliveTicker } from './event-queue.js';
 import {
   type ProcessEventSchema,
   type ProcessInfoSchema,
@@ -95,19 +95,9 @@ async function* relay(
 ): AsyncGenerator<{ event: ProcessEventInit }> {
   const { ctx } = options;
   const queue = new EventQueue<ProcessEventInit>();
-  const intervalMs = keepaliveIntervalMs(ctx.requestHeader.get('keepalive-ping-interval'));
-  let lastSent = performance.now();
-  const keepalive =
-    intervalMs > 0
-      ? setInterval(
-          () => {
-            if (queue.idle && performance.now() - lastSent >= intervalMs) {
-              queue.push({ event: { case: 'keepalive', value: {} } });
-            }
-          },
-          Math.min(intervalMs, 1000),
-        )
-      : undefined;
+  const keepalive = new KeepaliveTicker(queue, ctx.requestHeader.get('keepalive-ping-interval'), () => ({
+    event: { case: 'keepalive' as const, value: {} },
+  }));
   const stop = (): void => queue.end();
   ctx.signal.addEventListener('abort', stop, { once: true });
 
@@ -156,11 +146,11 @@ async function* relay(
 
   try {
     for await (const event of queue) {
-      lastSent = performance.now();
+      keepalive.sent();
       yield { event };
     }
   } finally {
-    clearInterval(keepalive);
+    keepalive.stop();
     ctx.signal.removeEventListener('abort', stop);
     // Detaches only: the agent keeps a background process running and buffers its output for a later Connect.
     handle.close();

@@ -24,7 +24,8 @@ export interface TestDaemon {
   /** den's bridge of this daemon (also its nft tables and namespace prefix) */
   bridge: string;
   /** start a new daemon process on the same home (and the same port when possible) */
-  restart(): Promise<TestDaemon>;
+  /** stops (SIGTERM) and starts the daemon again on the same home and address; `env` adds to its environment */
+  restart(env?: NodeJS.ProcessEnv): Promise<TestDaemon>;
 }
 
 /** Daemons started by this process; killed if the test process exits without stopping them. */
@@ -96,9 +97,9 @@ export async function startDaemon(
       if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
       await exited;
     },
-    async restart() {
+    async restart(env: NodeJS.ProcessEnv = {}) {
       await daemon.stop();
-      return startDaemon({ ...opts, home, listen: new URL(url).host });
+      return startDaemon({ ...opts, env: { ...opts.env, ...env }, home, listen: new URL(url).host });
     },
   };
   return daemon;

@@ -156,6 +156,11 @@ export class AgentClient {
     await this.unary('POST', '/checkpoint/prepare', {});
   }
 
+  /** Replaces the environment every new process of the sandbox gets (a warm-pool sandbox being handed out). */
+  async setSandboxEnv(env: Record<string, string>): Promise<void> {
+    await this.unary('PUT', '/env', env);
+  }
+
   /** TCP endpoints inside the sandbox that are neither listening nor closed. */
   listConnections(): Promise<TcpConnection[]> {
     return this.unary<TcpConnection[]>('GET', '/connections');

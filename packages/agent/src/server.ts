@@ -9,7 +9,7 @@ import {
 import { DenError } from './contract.js';
 import * as fileRoutes from './file-routes.js';
 import { FileService } from './files.js';
-import { parseRequest, sendError, sendJson } from './http.js';
+import { parseRequest, readJsonBody, sendError, sendJson } from './http.js';
 import { listeningSockets, openConnections } from './ports.js';
 import { ProcessRegistry } from './process-registry.js';
 import * as processRoutes from './process-routes.js';
@@ -105,6 +105,19 @@ export function createAgent(options: AgentOptions): Agent {
       case 'POST /checkpoint/prepare':
         stream.once('close', () => options.onPrepareCheckpoint?.());
         return sendJson(stream, 200, { ok: true });
+      case 'PUT /env': {
+        // A sandbox taken from den's warm pool gets its environment after it booted: it applies to every process
+        // started from now on (nothing else runs in a pooled sandbox yet).
+        const body = await readJsonBody(stream);
+        const env: Record<string, string> = {};
+        for (const [k, v] of Object.entries(body)) {
+          if (typeof v !== 'string') throw new DenError('INVALID_ARGUMENT', `env ${k} must be a string`);
+          env[k] = v;
+        }
+        for (const k of Object.keys(processDeps.sandboxEnv)) delete processDeps.sandboxEnv[k];
+        Object.assign(processDeps.sandboxEnv, env);
+        return sendJson(stream, 200, { ok: true });
+      }
       case 'GET /connections':
         return sendJson(stream, 200, await openConnections());
       case 'GET /ports':

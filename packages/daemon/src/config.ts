@@ -37,6 +37,8 @@ export interface DaemonConfig {
   dnsUpstreams: string[] | undefined;
   /** preview URLs are http://<port>-<sandbox>.<previewDomain>[:<port of den>] */
   previewDomain: string;
+  /** sandboxes kept booted per image/runtime, e.g. "base/runc=2,base/runsc=1" (DEN_WARM_POOL); none by default */
+  warmPool: string | undefined;
   /**
    * E2B API: template names that mean a den image, e.g. { "code-interpreter-v1": "base" }. Any other template
    * name is looked up as a den image of that name (`base` is den's base image).
@@ -85,6 +87,7 @@ function fromEnv(env: NodeJS.ProcessEnv): Partialish {
       : undefined,
     dnsUpstreams: list(env.DEN_DNS_UPSTREAMS),
     previewDomain: env.DEN_PREVIEW_DOMAIN,
+    warmPool: env.DEN_WARM_POOL,
     e2bTemplateAliases: env.DEN_E2B_TEMPLATE_ALIASES
       ? parseTemplateAliases(env.DEN_E2B_TEMPLATE_ALIASES, 'DEN_E2B_TEMPLATE_ALIASES')
       : undefined,
@@ -204,6 +207,7 @@ export function resolveConfig(argv: string[] = [], env: NodeJS.ProcessEnv = proc
     defaultNetwork: m.defaultNetwork ?? { policy: 'full' },
     dnsUpstreams: m.dnsUpstreams,
     previewDomain: (m.previewDomain ?? 'localhost').toLowerCase(),
+    warmPool: m.warmPool,
     e2bTemplateAliases: checkTemplateAliases(m.e2bTemplateAliases ?? {}, 'e2bTemplateAliases'),
     objectStore: resolveObjectStoreConfig(m.objectStore, home),
   };

@@ -24,6 +24,7 @@ import { PreviewUrls } from './services/preview-urls.js';
 import { PACKAGE_CACHE_MOUNT, SandboxService } from './services/sandbox-service.js';
 import { StatusService } from './services/status-service.js';
 import { TimeoutService } from './services/timeouts.js';
+import { parsePoolSpecs, WarmPool } from './services/warm-pool.js';
 import { ImageStore } from './storage/image-store.js';
 import { openObjectStore } from './storage/object-store/index.js';
 import { LoopOverlayRootfs } from './storage/rootfs.js';
@@ -107,6 +108,7 @@ export async function wire(config: DaemonConfig, log: PinoLogger): Promise<Daemo
     resolver: previewTargets,
     log,
   });
+  sandboxes.onPreviewChange((id) => previewTargets.forget(id));
   sandboxes.onLeaving((id) => {
     previewTargets.forget(id);
     proxy.dropConnections(id);
@@ -144,6 +146,8 @@ export async function wire(config: DaemonConfig, log: PinoLogger): Promise<Daemo
   // After the first reconcile, so an expired sandbox is deleted or stopped from a known state.
   const timeouts = new TimeoutService({ store: sandboxStore, sandboxes, log });
   timeouts.start();
+  const pool = new WarmPool(sandboxes, parsePoolSpecs(config.warmPool), log);
+  pool.start();
 
   return {
     app,
@@ -152,13 +156,14 @@ export async function wire(config: DaemonConfig, log: PinoLogger): Promise<Daemo
     async close() {
       clearInterval(timer);
       await timeouts.stop();
+      pool.stop();
       await app.close();
       proxy.close();
       envd.close();
       await sandboxes.shutdown();
       await dns.close();
       // With no sandbox left, den leaves nothing on the host: no bridge, no nft tables.
-      if ((await sandboxes.list()).length === 0) await network.removeHostNetwork();
+      if (!(await sandboxes.anyOnMachine())) await network.removeHostNetwork();
       await database.db.destroy();
       await objects.close();
     },

@@ -232,6 +232,8 @@ export const Status = Type.Object({
     Type.Object({ name: RuntimeName, available: Type.Boolean(), version: Type.Union([Type.String(), Type.Null()]) }),
   ),
   sandboxes: Type.Record(Type.String(), Type.Integer()),
+  /** warm pool: unassigned sandboxes (booted or booting) per "image/runtime" */
+  warmPool: Type.Record(Type.String(), Type.Integer()),
   database: Type.String(),
 });
 export type Status = Static<typeof Status>;

@@ -1,10 +1,9 @@
 import type { PreviewResolver, PreviewTarget } from './preview-proxy.js';
 
 /**
- * Remembers preview targets for a short while: looking a sandbox up in the database on every request cost more than
- * the proxying itself (measured ~1 ms per small GET). Entries of a sandbox are forgotten the moment it stops, pauses
- * or is deleted (the daemon calls `forget`), so a request never goes to a sandbox that is not there; what else may
- * change (making a preview public or private) is picked up within `ttlMs`.
+ * Remembers preview targets for a short while instead of looking the sandbox up in the database on every request.
+ * Entries of a sandbox are forgotten the moment it stops, pauses or is deleted, or its preview settings change (the
+ * daemon calls `forget`), so a request never goes to a sandbox that is not there or past a changed token rule.
  */
 export class CachedPreviewResolver implements PreviewResolver {
   private readonly entries = new Map<string, { target: PreviewTarget; until: number }>();

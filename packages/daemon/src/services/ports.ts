@@ -122,6 +122,8 @@ export interface SandboxRecord {
   envdAccessToken: string | null;
   /** while paused: how (memory saved or filesystem only) */
   pause: PauseInfo | null;
+  /** waiting unassigned in the warm pool: invisible to the API until a create takes it */
+  pooled: boolean;
 }
 
 export interface PauseInfo {

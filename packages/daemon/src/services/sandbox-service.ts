@@ -70,6 +70,8 @@ export class SandboxService {
   private readonly agents = new Map<string, AgentConnection>();
   /** sandboxes whose network rules this daemon process has applied */
   private readonly adopted = new Set<string>();
+  private poolListener: ((image: string, runtime: RuntimeName) => void) | undefined;
+  private readonly previewListeners: ((sandboxId: string) => void)[] = [];
   /** called before a sandbox stops or is deleted (the preview proxy drops its pooled connections into it) */
   private readonly leaveListeners: ((sandboxId: string) => void)[] = [];
 
@@ -81,14 +83,14 @@ export class SandboxService {
   async resolve(ref: string): Promise<SandboxRecord> {
     const rec =
       (isSandboxId(ref) ? await this.deps.store.get(ref) : undefined) ?? (await this.deps.store.getByName(ref));
-    if (!rec || rec.desiredState === 'deleted') {
+    if (!rec || rec.desiredState === 'deleted' || rec.pooled) {
       throw new DenError('SANDBOX_NOT_FOUND', `no sandbox "${ref}": list sandboxes with \`den ls\``, { ref });
     }
     return rec;
   }
 
   async list(filter: { state?: SandboxState } = {}): Promise<SandboxRecord[]> {
-    return (await this.deps.store.list(filter)).filter((r) => r.desiredState !== 'deleted');
+    return (await this.deps.store.list(filter)).filter((r) => r.desiredState !== 'deleted' && !r.pooled);
   }
 
   async counts(): Promise<Record<string, number>> {
@@ -120,7 +122,14 @@ export class SandboxService {
    * Creates a sandbox and resolves once it runs. `options.envdAccessToken` is the E2B API's secret for the
    * sandbox's envd endpoint (not part of the native request: native clients never need it).
    */
-  async create(req: CreateSandboxRequest, options: { envdAccessToken?: string } = {}): Promise<SandboxRecord> {
+  async create(
+    req: CreateSandboxRequest,
+    options: { envdAccessToken?: string; pooled?: boolean } = {},
+  ): Promise<SandboxRecord> {
+    if (!options.pooled) {
+      const claimed = await this.claimPooled(req, options);
+      if (claimed) return claimed;
+    }
     const runtime = req.runtime ?? this.deps.defaultRuntime;
     this.runtimeFor(runtime);
     const image = req.image ?? 'base';
@@ -152,6 +161,7 @@ export class SandboxService {
       previewPublic: req.preview?.public ?? false,
       previewToken: newPreviewToken(),
       pause: null,
+      pooled: options.pooled === true,
       timeoutAt: timeoutAtFrom(req.timeoutMs),
       onTimeout: toStoredAction(req.onTimeout),
       envdAccessToken: options.envdAccessToken ?? null,
@@ -174,6 +184,96 @@ export class SandboxService {
         throw err;
       }
     });
+  }
+
+  /**
+   * Warm pool: a create whose limits are the defaults takes a sandbox that already runs unassigned (same image and
+   * runtime) and gives it the request's name, env, metadata, network policy, preview and timeout settings. The
+   * hostname stays the sandbox id. Returns undefined when the request cannot be served from the pool.
+   */
+  private async claimPooled(
+    req: CreateSandboxRequest,
+    options: { envdAccessToken?: string },
+  ): Promise<SandboxRecord | undefined> {
+    const runtime = req.runtime ?? this.deps.defaultRuntime;
+    const image = req.image ?? 'base';
+    const defaults =
+      req.cpus === undefined && req.memoryMB === undefined && req.diskMB === undefined && req.pids === undefined;
+    if (!defaults) return undefined;
+    if (req.name !== undefined) {
+      this.checkName(req.name);
+      if (await this.deps.store.getByName(req.name)) {
+        throw new DenError('NAME_TAKEN', `a sandbox named "${req.name}" already exists: choose another --name`);
+      }
+    }
+    const picked = await this.locks.run(POOL_LOCK, async () => {
+      const candidates = (await this.deps.store.list({ state: 'running' })).filter(
+        (r) => r.pooled && r.desiredState === 'running' && r.image === image && r.runtime === runtime,
+      );
+      const rec = candidates[0];
+      if (!rec) return undefined;
+      // Taken out of the pool at once, so no other create can take it too.
+      await this.deps.store.update(rec.id, { pooled: false, name: req.name ?? null });
+      return rec;
+    });
+    if (!picked) return undefined;
+    try {
+      return await this.locks.run(picked.id, async () => {
+        const network = req.network ? this.deps.network.normalize(req.network) : this.deps.defaultNetwork;
+        const imageEnv = await this.imageEnv(picked.image);
+        await this.agent(picked.id).setSandboxEnv({ ...imageEnv, ...(req.env ?? {}) });
+        const updated = (await this.deps.store.update(picked.id, {
+          env: req.env ?? {},
+          metadata: req.metadata ?? {},
+          network,
+          previewPublic: req.preview?.public ?? false,
+          timeoutAt: timeoutAtFrom(req.timeoutMs),
+          onTimeout: toStoredAction(req.onTimeout),
+          envdAccessToken: options.envdAccessToken ?? null,
+        }))!;
+        if (JSON.stringify(network) !== JSON.stringify(picked.network) && updated.address) {
+          await this.deps.network.updatePolicy(this.networkSpec(updated, updated.address));
+        }
+        this.poolListener?.(picked.image, picked.runtime);
+        return updated;
+      });
+    } catch (err) {
+      // A pooled sandbox that cannot be handed out is removed; the create then makes a fresh one.
+      this.deps.log.warn({ sandbox: picked.id, err: String(err) }, 'a warm-pool sandbox could not be handed out');
+      await this.remove(picked.id).catch(() => undefined);
+      return undefined;
+    }
+  }
+
+  /** Called when a pooled sandbox was taken (the pool refills). */
+  onPoolClaim(listener: (image: string, runtime: RuntimeName) => void): void {
+    this.poolListener = listener;
+  }
+
+  /** Unassigned sandboxes (running or on their way), oldest first. */
+  async pooled(): Promise<SandboxRecord[]> {
+    return (await this.deps.store.list()).filter((r) => r.pooled && r.desiredState === 'running');
+  }
+
+  /** Deletes an unassigned pooled sandbox (the pool shrank). */
+  async discardPooled(id: string): Promise<void> {
+    await this.locks.run(POOL_LOCK, async () => {
+      const rec = await this.deps.store.get(id);
+      if (!rec?.pooled) return;
+      await this.deps.store.update(id, { pooled: false, desiredState: 'deleted', state: 'deleting' });
+    });
+    const rec = await this.deps.store.get(id);
+    if (rec?.desiredState === 'deleted') await this.locks.run(id, () => this.ensureDeleted(rec));
+  }
+
+  /** Whether any sandbox exists, pooled ones included (the daemon keeps its network while one does). */
+  async anyOnMachine(): Promise<boolean> {
+    return (await this.deps.store.list()).length > 0;
+  }
+
+  private async imageEnv(imageName: string): Promise<Record<string, string>> {
+    const image = await this.deps.images.get(imageName);
+    return Object.fromEntries(image.env.map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
   }
 
   /**
@@ -277,7 +377,14 @@ export class SandboxService {
 
   async updatePreview(ref: string, settings: { public: boolean }): Promise<SandboxRecord> {
     const rec = await this.resolve(ref);
-    return (await this.deps.store.update(rec.id, { previewPublic: settings.public }))!;
+    const updated = (await this.deps.store.update(rec.id, { previewPublic: settings.public }))!;
+    for (const listener of this.previewListeners) listener(rec.id);
+    return updated;
+  }
+
+  /** Registers a callback run when a sandbox's preview settings change (the preview proxy forgets its cache). */
+  onPreviewChange(listener: (sandboxId: string) => void): void {
+    this.previewListeners.push(listener);
   }
 
   /** TCP ports listening inside a running sandbox, from its agent. */
@@ -777,6 +884,9 @@ function timeoutAtFrom(timeoutMs: number | undefined): string | null {
 function toStoredAction(action: OnTimeoutAction | undefined): SandboxRecord['onTimeout'] {
   return action ?? 'delete';
 }
+
+/** Key of the lock under which a create takes a sandbox out of the warm pool. */
+const POOL_LOCK = 'warm-pool';
 
 /** Key of the lock that makes choosing an address and storing it one step. */
 const ADDRESS_LOCK = 'address-allocation';

@@ -26,8 +26,18 @@ export class StatusService {
         version: r.version,
       })),
       sandboxes: await this.deps.sandboxes.counts(),
+      warmPool: await this.warmPool(),
       database: this.deps.database,
     };
+  }
+
+  private async warmPool(): Promise<Record<string, number>> {
+    const out: Record<string, number> = {};
+    for (const r of await this.deps.sandboxes.pooled()) {
+      const key = `${r.image}/${r.runtime}`;
+      out[key] = (out[key] ?? 0) + 1;
+    }
+    return out;
   }
 
   images(): Promise<Image[]> {

@@ -44,6 +44,8 @@ export interface SandboxesTable {
   envd_access_token: string | null;
   /** PauseInfo as JSON while paused */
   pause_json: string | null;
+  /** 0 or 1: waiting unassigned in the warm pool */
+  pooled: number;
 }
 
 export interface ApiKeysTable {

@@ -101,4 +101,16 @@ export const migrations: Record<string, Migration> = {
       await db.schema.alterTable('sandboxes').dropColumn('pause_json').execute();
     },
   },
+  '0007_warm_pool': {
+    async up(db: Kysely<unknown>) {
+      // 1 while the sandbox waits unassigned in the warm pool (hidden from the API until a create takes it).
+      await db.schema
+        .alterTable('sandboxes')
+        .addColumn('pooled', 'integer', (c) => c.notNull().defaultTo(0))
+        .execute();
+    },
+    async down(db: Kysely<unknown>) {
+      await db.schema.alterTable('sandboxes').dropColumn('pooled').execute();
+    },
+  },
 };

@@ -35,6 +35,7 @@ function toRecord(row: Selectable<SandboxesTable>): SandboxRecord {
     onTimeout: row.on_timeout as SandboxRecord['onTimeout'],
     envdAccessToken: row.envd_access_token,
     pause: row.pause_json ? (JSON.parse(row.pause_json) as PauseInfo) : null,
+    pooled: Number(row.pooled) === 1,
   };
 }
 
@@ -63,6 +64,7 @@ function toColumns(patch: Partial<SandboxRecord>): Partial<Columns> {
   if (patch.onTimeout !== undefined) out.on_timeout = patch.onTimeout;
   if (patch.envdAccessToken !== undefined) out.envd_access_token = patch.envdAccessToken;
   if (patch.pause !== undefined) out.pause_json = patch.pause ? JSON.stringify(patch.pause) : null;
+  if (patch.pooled !== undefined) out.pooled = patch.pooled ? 1 : 0;
   return out;
 }
 

@@ -33,6 +33,7 @@ export function sandboxStoreSuite(name: string, open: () => Promise<{ store: San
       previewPublic: false,
       previewToken: 'secret',
       pause: null,
+      pooled: false,
       lastError: null,
       timeoutAt: null,
       onTimeout: 'delete',

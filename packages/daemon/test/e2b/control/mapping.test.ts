@@ -25,6 +25,7 @@ const record = (over: Partial<SandboxRecord> = {}): SandboxRecord => ({
   state: 'running',
   desiredState: 'running',
   pause: null,
+  pooled: false,
   cpus: 0.5,
   memoryMB: 512,
   diskMB: 2048,

@@ -5,6 +5,7 @@ import { DenClient, Sandbox } from '@den/sdk';
 import { e2bOverhead } from './e2b.js';
 import { idlePssPerSandboxMiB } from './memory.js';
 import { pauseResume } from './pause.js';
+import { warmPoolCreate } from './pool.js';
 import { networkStepTimes, proxyOverhead } from './proxy.js';
 import { RawRuntime } from './raw.js';
 import { type Summary, sample, summarize, timeIt } from './stats.js';
@@ -24,9 +25,10 @@ const N = {
   proxy: Math.round(300 * SCALE),
   e2b: Math.round(5 * SCALE),
   pause: Math.round(10 * SCALE),
+  pool: Math.round(10 * SCALE),
 };
-/** Which groups run (comma list in DEN_BENCH_SUITES): core (lifecycle, exec, files, memory), network, e2b, pause. */
-const SUITES = new Set((process.env.DEN_BENCH_SUITES ?? 'core,network,e2b,pause').split(','));
+/** Which groups run (comma list in DEN_BENCH_SUITES): core (lifecycle, exec, files, memory), network, e2b, pause, pool. */
+const SUITES = new Set((process.env.DEN_BENCH_SUITES ?? 'core,network,e2b,pause,pool').split(','));
 const RUNSC = process.env.DEN_RUNSC ?? '/var/lib/den/tools/runsc/usr/bin/runsc';
 const MiB = 1024 * 1024;
 
@@ -87,6 +89,17 @@ async function benchE2b(url: string): Promise<Row[]> {
       target: `0 failures (${f.concurrent.ms} ms)`,
     },
   ];
+}
+
+async function benchPool(): Promise<Row[]> {
+  const f = await warmPoolCreate(N.pool);
+  return (['runsc', 'runc'] as const).map((runtime) => ({
+    metric: `create to first exec from the pool (${runtime})`,
+    unit: 'ms',
+    den: f[runtime],
+    raw: 0,
+    target: 'den p50 <= 50 ms',
+  }));
 }
 
 async function benchPause(url: string): Promise<Row[]> {
@@ -217,6 +230,7 @@ async function main(): Promise<void> {
     }
     if (SUITES.has('e2b')) groups.push(['e2b (runsc)', () => benchE2b(daemon.url)]);
     if (SUITES.has('pause')) groups.push(['pause with memory (runsc)', () => benchPause(daemon.url)]);
+    if (SUITES.has('pool')) groups.push(['warm pool', () => benchPool()]);
     for (const [name, run] of groups) {
       console.log(`\n== ${name} ==`);
       results[name] = await run();

@@ -66,6 +66,8 @@ export async function wire(config: DaemonConfig, log: PinoLogger): Promise<Daemo
   const runtimes: Partial<Record<RuntimeName, Runtime>> = {};
   for (const p of probed) if (p.ok) runtimes[p.name] = p.runtime;
 
+  // Settings that can be wrong are checked before anything is made on the host.
+  const poolSpecs = parsePoolSpecs(config.warmPool);
   const network = new BridgeNetwork({
     bridge: config.networkBridge,
     subnet: config.networkSubnet,
@@ -74,98 +76,110 @@ export async function wire(config: DaemonConfig, log: PinoLogger): Promise<Daemo
     log,
   });
   await network.start();
-  const dns = sandboxDns(network, dnsUpstreams(config.dnsUpstreams), log);
-  await dns.start();
+  try {
+    const dns = sandboxDns(network, dnsUpstreams(config.dnsUpstreams), log);
+    await dns.start();
 
-  const images = new ImageStore(config.store);
-  const objects = await openObjectStore(config.objectStore);
-  const sandboxStore = new KyselySandboxStore(database.db);
-  const sandboxes = new SandboxService({
-    store: sandboxStore,
-    runtimes,
-    rootfs: new LoopOverlayRootfs(paths),
-    network,
-    defaultNetwork: network.normalize(config.defaultNetwork),
-    images,
-    connectAgent: (socketPath) => new AgentClient(socketPath),
-    paths,
-    agentRootDir: await ensureAgentRoot(paths.agentRootsDir, REPO_ROOT),
-    packageCacheDir: join(config.store, 'cache'),
-    defaultRuntime: config.defaultRuntime,
-    log,
-  });
-  const status = new StatusService({
-    sandboxes,
-    images,
-    runtimes: probed.map((p) => ({ name: p.name, runtime: p.ok ? p.runtime : undefined, version: p.version })),
-    database: database.description,
-  });
-  const previews = new PreviewUrls(config.previewDomain);
-  const envd = createEnvdHandler({ sandboxes, previewDomain: config.previewDomain });
-  const previewTargets = new CachedPreviewResolver({ resolve: (ref, port) => sandboxes.previewTarget(ref, port) });
-  const proxy = new PreviewProxy({
-    domain: config.previewDomain,
-    resolver: previewTargets,
-    log,
-  });
-  sandboxes.onPreviewChange((id) => previewTargets.forget(id));
-  sandboxes.onLeaving((id) => {
-    previewTargets.forget(id);
-    proxy.dropConnections(id);
-  });
-  const app = await createApp(
-    {
+    const images = new ImageStore(config.store);
+    const objects = await openObjectStore(config.objectStore);
+    const sandboxStore = new KyselySandboxStore(database.db);
+    const sandboxes = new SandboxService({
+      store: sandboxStore,
+      runtimes,
+      rootfs: new LoopOverlayRootfs(paths),
+      network,
+      defaultNetwork: network.normalize(config.defaultNetwork),
+      images,
+      connectAgent: (socketPath) => new AgentClient(socketPath),
+      paths,
+      agentRootDir: await ensureAgentRoot(paths.agentRootsDir, REPO_ROOT),
+      packageCacheDir: join(config.store, 'cache'),
+      defaultRuntime: config.defaultRuntime,
+      log,
+    });
+    const status = new StatusService({
       sandboxes,
-      status,
-      previews,
-      apps: new AppPreviewService({
-        agentFor: (ref) => sandboxes.agentFor(ref),
-        previewDomain: config.previewDomain,
-        cacheDir: PACKAGE_CACHE_MOUNT,
-      }),
-      apiKeys: new ApiKeyService(new KyselyApiKeyStore(database.db)),
-      e2b: {
-        templateAliases: config.e2bTemplateAliases,
-        metrics: new CgroupSandboxMetrics((id) => paths.sandbox(id).diskMount),
+      images,
+      runtimes: probed.map((p) => ({ name: p.name, runtime: p.ok ? p.runtime : undefined, version: p.version })),
+      database: database.description,
+    });
+    const previews = new PreviewUrls(config.previewDomain);
+    const envd = createEnvdHandler({ sandboxes, previewDomain: config.previewDomain });
+    const previewTargets = new CachedPreviewResolver({ resolve: (ref, port) => sandboxes.previewTarget(ref, port) });
+    const proxy = new PreviewProxy({
+      domain: config.previewDomain,
+      resolver: previewTargets,
+      log,
+    });
+    sandboxes.onPreviewChange((id) => previewTargets.forget(id));
+    sandboxes.onLeaving((id) => {
+      previewTargets.forget(id);
+      proxy.dropConnections(id);
+    });
+    const app = await createApp(
+      {
+        sandboxes,
+        status,
+        previews,
+        apps: new AppPreviewService({
+          agentFor: (ref) => sandboxes.agentFor(ref),
+          previewDomain: config.previewDomain,
+          cacheDir: PACKAGE_CACHE_MOUNT,
+        }),
+        apiKeys: new ApiKeyService(new KyselyApiKeyStore(database.db)),
+        e2b: {
+          templateAliases: config.e2bTemplateAliases,
+          metrics: new CgroupSandboxMetrics((id) => paths.sandbox(id).diskMount),
+        },
       },
-    },
-    { logger: log, serverFactory: daemonServer(proxy, envd) as unknown as FastifyServerFactory },
-  );
-  app.addHook('onListen', async () => {
-    const address = app.server.address();
-    if (address && typeof address === 'object') previews.setOrigin(address.address, address.port);
-  });
+      { logger: log, serverFactory: daemonServer(proxy, envd) as unknown as FastifyServerFactory },
+    );
+    app.addHook('onListen', async () => {
+      const address = app.server.address();
+      if (address && typeof address === 'object') previews.setOrigin(address.address, address.port);
+    });
 
-  await sandboxes.reconcileAll({ removeStrays: true });
-  const timer = setInterval(() => {
-    void sandboxes
-      .reconcileAll({ removeStrays: false })
-      .catch((err: unknown) => app.log.error({ err }, 'reconcile failed'));
-  }, config.reconcileIntervalMs);
-  timer.unref();
-  // After the first reconcile, so an expired sandbox is deleted or stopped from a known state.
-  const timeouts = new TimeoutService({ store: sandboxStore, sandboxes, log });
-  timeouts.start();
-  const pool = new WarmPool(sandboxes, parsePoolSpecs(config.warmPool), log);
-  pool.start();
+    await sandboxes.reconcileAll({ removeStrays: true });
+    const timer = setInterval(() => {
+      void sandboxes
+        .reconcileAll({ removeStrays: false })
+        .catch((err: unknown) => app.log.error({ err }, 'reconcile failed'));
+    }, config.reconcileIntervalMs);
+    timer.unref();
+    // After the first reconcile, so an expired sandbox is deleted or stopped from a known state.
+    const timeouts = new TimeoutService({ store: sandboxStore, sandboxes, log });
+    timeouts.start();
+    const pool = new WarmPool(sandboxes, poolSpecs, log);
+    pool.start();
 
-  return {
-    app,
-    sandboxes,
-    objects,
-    async close() {
-      clearInterval(timer);
-      await timeouts.stop();
-      pool.stop();
-      await app.close();
-      proxy.close();
-      envd.close();
-      await sandboxes.shutdown();
-      await dns.close();
-      // With no sandbox left, den leaves nothing on the host: no bridge, no nft tables.
-      if (!(await sandboxes.anyOnMachine())) await network.removeHostNetwork();
-      await database.db.destroy();
-      await objects.close();
-    },
-  };
+    return {
+      app,
+      sandboxes,
+      objects,
+      async close() {
+        clearInterval(timer);
+        await timeouts.stop();
+        pool.stop();
+        await app.close();
+        proxy.close();
+        envd.close();
+        await sandboxes.shutdown();
+        await dns.close();
+        // With no sandbox left, den leaves nothing on the host: no bridge, no nft tables.
+        if (!(await sandboxes.anyOnMachine())) await network.removeHostNetwork();
+        await database.db.destroy();
+        await objects.close();
+      },
+    };
+  } catch (err) {
+    // A daemon that fails to start must not leave its bridge and nft tables behind when it has no sandbox.
+    const rows = await database.db
+      .selectFrom('sandboxes')
+      .select('id')
+      .limit(1)
+      .execute()
+      .catch(() => [{ id: 'unknown' }]);
+    if (rows.length === 0) await network.removeHostNetwork().catch(() => undefined);
+    throw err;
+  }
 }

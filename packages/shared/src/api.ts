@@ -232,7 +232,7 @@ export const Status = Type.Object({
     Type.Object({ name: RuntimeName, available: Type.Boolean(), version: Type.Union([Type.String(), Type.Null()]) }),
   ),
   sandboxes: Type.Record(Type.String(), Type.Integer()),
-  /** warm pool: unassigned sandboxes (booted or booting) per "image/runtime" */
+  /** warm pool: booted, unassigned sandboxes ready to be handed out, per "image/runtime" */
   warmPool: Type.Record(Type.String(), Type.Integer()),
   database: Type.String(),
 });

@@ -34,6 +34,7 @@ export class StatusService {
   private async warmPool(): Promise<Record<string, number>> {
     const out: Record<string, number> = {};
     for (const r of await this.deps.sandboxes.pooled()) {
+      if (r.state !== 'running') continue;
       const key = `${r.image}/${r.runtime}`;
       out[key] = (out[key] ?? 0) + 1;
     }

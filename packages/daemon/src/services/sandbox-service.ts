@@ -616,7 +616,7 @@ export class SandboxService {
           .slice(0, 3)
           .map((p) => `pid ${p.pid} ${p.cmd.join(' ').slice(0, 60)}`)
           .join(', ');
-        throw new Error(
+        throw new NotCheckpointable(
           `processes started through den still have their output attached (${list}); start long-running servers detached (nohup ... &) to keep memory on pause`,
         );
       }
@@ -626,7 +626,7 @@ export class SandboxService {
           .slice(0, 3)
           .map((c) => `${c.local} <-> ${c.remote} ${c.state}`)
           .join(', ');
-        throw new Error(
+        throw new NotCheckpointable(
           `the sandbox has open TCP connections gVisor cannot save (${list}${open.length > 3 ? ', ...' : ''})`,
         );
       }
@@ -637,7 +637,10 @@ export class SandboxService {
       await rt.checkpoint(rec.id, imageDir);
       t.mark('checkpoint');
     } catch (err) {
-      reason = `the memory checkpoint failed (${firstLine(err)}); only the filesystem is kept`;
+      reason =
+        err instanceof NotCheckpointable
+          ? `memory not saved: ${err.message}; only the filesystem is kept`
+          : `the memory checkpoint failed (${firstLine(err)}); only the filesystem is kept`;
       this.deps.log.warn(
         { sandbox: rec.id, err: String(err).slice(0, 2000) },
         'checkpoint failed; pausing without memory',
@@ -890,6 +893,9 @@ const POOL_LOCK = 'warm-pool';
 
 /** Key of the lock that makes choosing an address and storing it one step. */
 const ADDRESS_LOCK = 'address-allocation';
+
+/** What gVisor would refuse to checkpoint, found before trying (a failed checkpoint kills the sandbox). */
+class NotCheckpointable extends Error {}
 
 function firstLine(err: unknown): string {
   const text = err instanceof Error ? err.message : String(err);

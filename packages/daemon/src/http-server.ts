@@ -1,4 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { EnvdHandler } from './e2b/envd/index.js';
 import type { PreviewProxy } from './proxy/preview-proxy.js';
@@ -24,6 +25,7 @@ export function daemonServer(proxy: PreviewProxy, envd?: EnvdHandler) {
       if (route) void proxy.handleRequest(req, res, route);
       else apiHandler(req, res);
     });
+    takeConnectionsFirst(server, (socket, handOver) => proxy.acceptConnection(socket, handOver));
     const emit = server.emit.bind(server) as (event: string | symbol, ...args: unknown[]) => boolean;
     server.emit = ((event: string | symbol, ...args: unknown[]) => {
       if (event === 'upgrade') {
@@ -38,4 +40,23 @@ export function daemonServer(proxy: PreviewProxy, envd?: EnvdHandler) {
     }) as Server['emit'];
     return server;
   };
+}
+
+/**
+ * Puts `first` in front of Node's own handling of new connections: it reads what it needs and either keeps the
+ * connection or passes it on with the bytes it read, which Node's HTTP parser then receives as the socket's first
+ * data. (Node's parser reads the socket directly once it has it, so bytes already read cannot be pushed back with
+ * `unshift`; emitting them as 'data' after the parser is attached is what reaches it.)
+ */
+function takeConnectionsFirst(
+  server: Server,
+  first: (socket: Socket, handOver: (socket: Socket, unread: Buffer) => void) => void,
+): void {
+  const nodeHandlers = server.listeners('connection') as ((socket: Socket) => void)[];
+  server.removeAllListeners('connection');
+  const handOver = (socket: Socket, unread: Buffer) => {
+    for (const handler of nodeHandlers) handler.call(server, socket);
+    if (unread.length > 0) socket.emit('data', unread);
+  };
+  server.on('connection', (socket: Socket) => first(socket, handOver));
 }

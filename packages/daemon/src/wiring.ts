@@ -110,6 +110,7 @@ export async function wire(config: DaemonConfig, log: PinoLogger): Promise<Daemo
       domain: config.previewDomain,
       resolver: previewTargets,
       log,
+      fastLane: { reserved: (head) => envd.matches(head) },
     });
     sandboxes.onPreviewChange((id) => previewTargets.forget(id));
     sandboxes.onLeaving((id) => {

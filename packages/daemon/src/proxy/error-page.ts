@@ -1,4 +1,4 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { type DenError, type ErrorCode, ErrorStatus } from '@den/shared';
 
@@ -37,7 +37,7 @@ interface RenderedError {
 }
 
 /** HTML for browsers (whoever accepts text/html), JSON `{code, message}` like the API for everything else. */
-export function renderError(req: IncomingMessage, error: PreviewError): RenderedError {
+export function renderError(req: { headers: IncomingHttpHeaders }, error: PreviewError): RenderedError {
   if (acceptsHtml(req.headers.accept)) return { contentType: 'text/html; charset=utf-8', body: html(error) };
   return {
     contentType: 'application/json; charset=utf-8',
@@ -61,7 +61,7 @@ export function sendError(req: IncomingMessage, res: ServerResponse, error: Prev
 }
 
 /** The same answer written on the raw socket of an upgrade request (there is no ServerResponse for those). */
-export function writeErrorToSocket(req: IncomingMessage, socket: Duplex, error: PreviewError): void {
+export function writeErrorToSocket(req: { headers: IncomingHttpHeaders }, socket: Duplex, error: PreviewError): void {
   const { contentType, body } = renderError(req, error);
   writeRawResponse(socket, error.status, [
     'Content-Type',

@@ -1,5 +1,4 @@
-import type { IncomingMessage } from 'node:http';
-import { TOKEN_HEADERS, withoutTokenCookie } from './token.js';
+import { isTls, type RequestView, TOKEN_HEADERS, withoutTokenCookie } from './token.js';
 
 /**
  * Hop-by-hop fields (RFC 9110 §7.6.1): they describe one connection, so a proxy removes them, together with every
@@ -27,7 +26,7 @@ const NEVER_FORWARDED = new Set(TOKEN_HEADERS);
  * Host stays as the client sent it because dev servers build absolute URLs and check origins from it; the token
  * header and cookie are removed so the app in the sandbox never sees the credential.
  */
-export function upstreamRequestHeaders(req: IncomingMessage, upgrade: boolean): string[] {
+export function upstreamRequestHeaders(req: RequestView, upgrade: boolean): string[] {
   const listed = connectionTokens(req.headers.connection);
   const out: string[] = [];
   const raw = req.rawHeaders;
@@ -42,7 +41,7 @@ export function upstreamRequestHeaders(req: IncomingMessage, upgrade: boolean): 
     }
     out.push(name, raw[i + 1]!);
   }
-  const tls = 'encrypted' in req.socket && req.socket.encrypted === true;
+  const tls = isTls(req);
   const priorFor = joined(req.headers['x-forwarded-for']);
   const client = req.socket.remoteAddress ?? '';
   out.push('X-Forwarded-For', priorFor ? `${priorFor}, ${client}` : client);

@@ -10,7 +10,9 @@ import {
   writeErrorToSocket,
   writeRawResponse,
 } from './error-page.js';
+import { type HandOver, PreviewFastLane } from './fast-lane.js';
 import { downstreamResponseHeaders, upstreamRequestHeaders } from './headers.js';
+import type { RequestHead } from './request-head.js';
 import { PATH_FORM_PREFIX, type PreviewRoute, parsePreviewRoute } from './route.js';
 import { decideAccess, withoutTokenParam } from './token.js';
 import { UpstreamConnections } from './upstream-connections.js';
@@ -33,6 +35,8 @@ export interface PreviewTarget {
 /** Looks a sandbox reference up; throws `DenError` (`SANDBOX_NOT_FOUND`, `SANDBOX_NOT_RUNNING`, ...). */
 export interface PreviewResolver {
   resolve(ref: string, port: number): Promise<PreviewTarget>;
+  /** a target known without a lookup (a cache hit), if the resolver keeps any */
+  peek?(ref: string, port: number): PreviewTarget | undefined;
 }
 
 export interface PreviewProxyOptions {
@@ -44,6 +48,11 @@ export interface PreviewProxyOptions {
   connectTimeoutMs?: number;
   /** how long the app may take to send response headers once the request is sent (default 120 s: first builds) */
   responseTimeoutMs?: number;
+  /**
+   * Host-form previews are relayed per connection (fast-lane.ts) unless this is false. `reserved` names requests
+   * with a preview-like host that are not previews (E2B's envd): they go to the daemon's own handlers.
+   */
+  fastLane?: false | { reserved?: (head: RequestHead) => boolean };
 }
 
 type Admission = { target: PreviewTarget; setCookie: string | undefined };
@@ -69,6 +78,7 @@ export class PreviewProxy {
   private readonly log: PreviewProxyOptions['log'];
   private readonly connectTimeoutMs: number;
   private readonly responseTimeoutMs: number;
+  private readonly fastLane: PreviewFastLane | undefined;
 
   constructor(options: PreviewProxyOptions) {
     this.domain = options.domain;
@@ -76,6 +86,26 @@ export class PreviewProxy {
     this.log = options.log;
     this.connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
     this.responseTimeoutMs = options.responseTimeoutMs ?? 120_000;
+    if (options.fastLane !== false) {
+      const reserved = options.fastLane?.reserved;
+      this.fastLane = new PreviewFastLane({
+        domain: this.domain,
+        resolver: this.resolver,
+        connections: this.connections,
+        isReserved: reserved ?? (() => false),
+        connectTimeoutMs: this.connectTimeoutMs,
+        responseTimeoutMs: this.responseTimeoutMs,
+      });
+    }
+  }
+
+  /**
+   * Takes every new client connection of the daemon's server first: host-form preview requests are relayed by the
+   * fast lane; any other connection is given to `handOver` (Node's HTTP server) with the bytes read so far.
+   */
+  acceptConnection(client: Socket, handOver: HandOver): void {
+    if (this.fastLane) this.fastLane.accept(client, handOver);
+    else handOver(client, Buffer.alloc(0));
   }
 
   route(req: IncomingMessage): PreviewRoute | undefined {
@@ -165,6 +195,7 @@ export class PreviewProxy {
   }
 
   close(): void {
+    this.fastLane?.close();
     this.connections.close();
   }
 

@@ -14,14 +14,20 @@ export class CachedPreviewResolver implements PreviewResolver {
   ) {}
 
   async resolve(ref: string, port: number): Promise<PreviewTarget> {
+    const hit = this.peek(ref, port);
+    if (hit) return hit;
     const key = `${ref}|${port}`;
-    const hit = this.entries.get(key);
-    if (hit && hit.until > Date.now()) return hit.target;
     const target = await this.inner.resolve(ref, port);
     // A target that just woke the sandbox carries its wake time for this request only.
     const { wokeAt: _wokeAt, ...lasting } = target;
     this.entries.set(key, { target: lasting, until: Date.now() + this.ttlMs });
     return target;
+  }
+
+  /** The remembered target, without a lookup (the proxy's fast lane stays synchronous on a hit). */
+  peek(ref: string, port: number): PreviewTarget | undefined {
+    const hit = this.entries.get(`${ref}|${port}`);
+    return hit && hit.until > Date.now() ? hit.target : undefined;
   }
 
   /** Drops every entry of a sandbox (by id; entries made by name carry the id in their target). */

@@ -1,5 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import type { IncomingMessage } from 'node:http';
+import type { IncomingHttpHeaders } from 'node:http';
 import { DenError } from '@den/shared';
 import type { PreviewRoute } from './route.js';
 
@@ -7,6 +7,15 @@ import type { PreviewRoute } from './route.js';
 export const TOKEN_HEADERS: readonly string[] = ['x-den-preview-token', 'e2b-traffic-access-token'];
 export const TOKEN_QUERY_PARAM = 'den_preview_token';
 export const TOKEN_COOKIE = 'den_preview_token';
+
+/**
+ * What the proxy reads of a request: Node's IncomingMessage, or a head the fast lane parsed off the socket itself.
+ */
+export interface RequestView {
+  headers: IncomingHttpHeaders;
+  rawHeaders: string[];
+  socket: { remoteAddress?: string | undefined };
+}
 
 export type AccessDecision = { allowed: true; setCookie: string | undefined } | { allowed: false; error: DenError };
 
@@ -16,7 +25,7 @@ export type AccessDecision = { allowed: true; setCookie: string | undefined } | 
  * cookie. Any presented copy that matches is enough: a stale cookie must not hide a fresh token in the URL.
  */
 export function decideAccess(
-  req: IncomingMessage,
+  req: RequestView,
   route: PreviewRoute,
   token: string | null,
   sandbox: string,
@@ -90,7 +99,7 @@ export function withoutTokenCookie(cookie: string): string | undefined {
   return kept.length === 0 ? undefined : kept.join('; ');
 }
 
-function headerTokens(req: IncomingMessage): (string | undefined)[] {
+function headerTokens(req: RequestView): (string | undefined)[] {
   // Node joins repeated headers with ", "; tokens never contain that, so a repeated header simply fails to match.
   return TOKEN_HEADERS.map((name) => {
     const value = req.headers[name];
@@ -136,6 +145,7 @@ function decode(s: string): string | undefined {
   }
 }
 
-function isTls(req: IncomingMessage): boolean {
+/** Whether the client reached the daemon over TLS (a TLSSocket has `encrypted: true`). */
+export function isTls(req: RequestView): boolean {
   return 'encrypted' in req.socket && req.socket.encrypted === true;
 }

@@ -23,7 +23,8 @@ export interface EnvdHandlerDeps {
 
 export interface EnvdHandler {
   /** true for requests meant for a sandbox's envd: the sandbox-id header under /e2b, or the envd host form */
-  matches(req: IncomingMessage): boolean;
+  /** whether the request is for envd (its head is enough: the fast preview lane asks before Node parses it) */
+  matches(req: Pick<IncomingMessage, 'url' | 'headers'>): boolean;
   handle(req: IncomingMessage, res: ServerResponse): void;
   /** ends polled watchers (their agent streams) */
   close(): void;
@@ -72,7 +73,7 @@ export function createEnvdHandler(deps: EnvdHandlerDeps): EnvdHandler {
     },
   });
 
-  function sandboxIdOf(req: IncomingMessage): string | undefined {
+  function sandboxIdOf(req: Pick<IncomingMessage, 'url' | 'headers'>): string | undefined {
     const header = headerValue(req.headers['e2b-sandbox-id']);
     if (header !== undefined && isUnderPrefix(req.url)) return header;
     const host = req.headers.host;

@@ -6,6 +6,7 @@ import { keyCreate, keyList, keyRemove } from './commands/keys.js';
 import { network, ports } from './commands/network.js';
 import { logs, preview } from './commands/preview.js';
 import { create, info, lifecycle, list, remove } from './commands/sandbox.js';
+import { imageCreate, imageRemove, snapshotCreate, snapshotList, snapshotRemove } from './commands/snapshots.js';
 import { timeout } from './commands/timeout.js';
 import { resolveCliConfig } from './config.js';
 import { describeError, EXIT_USAGE } from './errors.js';
@@ -33,6 +34,11 @@ export const defaultHandlers: Handlers = {
   keyList,
   keyRemove,
   timeout,
+  snapshotCreate,
+  snapshotList,
+  snapshotRemove,
+  imageCreate,
+  imageRemove,
 };
 
 export interface RunCliOptions {

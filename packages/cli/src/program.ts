@@ -80,6 +80,24 @@ export interface LogsArgs {
   follow: boolean;
   lines?: number;
 }
+export interface SnapshotCreateArgs extends JsonArgs {
+  ref: string;
+  name?: string;
+}
+
+export interface SnapshotRemoveArgs {
+  refs: string[];
+}
+
+export interface ImageCreateArgs extends JsonArgs {
+  name: string;
+  fromSandbox: string;
+}
+
+export interface ImageRemoveArgs {
+  names: string[];
+}
+
 export interface KeyCreateArgs extends JsonArgs {
   name: string;
 }
@@ -122,6 +140,11 @@ export interface Handlers {
   keyList(ctx: Context, args: JsonArgs): Promise<number>;
   keyRemove(ctx: Context, args: KeyRemoveArgs): Promise<number>;
   timeout(ctx: Context, args: TimeoutArgs): Promise<number>;
+  snapshotCreate(ctx: Context, args: SnapshotCreateArgs): Promise<number>;
+  snapshotList(ctx: Context, args: JsonArgs): Promise<number>;
+  snapshotRemove(ctx: Context, args: SnapshotRemoveArgs): Promise<number>;
+  imageCreate(ctx: Context, args: ImageCreateArgs): Promise<number>;
+  imageRemove(ctx: Context, args: ImageRemoveArgs): Promise<number>;
 }
 
 /** Filled in by the action that ran. */
@@ -247,6 +270,35 @@ export function buildProgram(options: ProgramOptions): Command {
   ).action((ref: string, seconds: string, _o: unknown, cmd: Command) =>
     act(cmd, (ctx) => handlers.timeout(ctx, { ref, timeoutMs: parseSecondsArgument(seconds) })),
   );
+
+  // ---- snapshots and images ----
+  const snapshot = sub(program, 'snapshot', "snapshots of sandboxes in the daemon's object store: create, ls, rm");
+  sub(snapshot, 'create <ref>', "store the sandbox's files (and on runsc its memory); it keeps running")
+    .option('--name <name>', 'unique snapshot name, e.g. before-upgrade')
+    .option('--json', 'print the snapshot as JSON instead of its id')
+    .action((ref: string, o: { name?: string; json?: boolean }, cmd: Command) =>
+      act(cmd, (ctx) =>
+        handlers.snapshotCreate(ctx, { ref, json: !!o.json, ...(o.name !== undefined ? { name: o.name } : {}) }),
+      ),
+    );
+  sub(snapshot, 'ls', 'list snapshots (every daemon sharing the object store sees the same)')
+    .alias('list')
+    .option('--json', 'print JSON')
+    .action((o: { json?: boolean }, cmd: Command) => act(cmd, (ctx) => handlers.snapshotList(ctx, { json: !!o.json })));
+  sub(snapshot, 'rm <ref...>', 'delete snapshots by id or name')
+    .alias('delete')
+    .action((refs: string[], _o: unknown, cmd: Command) => act(cmd, (ctx) => handlers.snapshotRemove(ctx, { refs })));
+
+  const image = sub(program, 'image', 'images sandboxes start from: create --from-instance, rm (list: `den images`)');
+  sub(image, 'create <name>', "a new image whose top layer is a sandbox's files (the sandbox keeps running)")
+    .requiredOption('--from-instance <ref>', 'the sandbox (id or name) to commit')
+    .option('--json', 'print the image as JSON')
+    .action((name: string, o: { fromInstance: string; json?: boolean }, cmd: Command) =>
+      act(cmd, (ctx) => handlers.imageCreate(ctx, { name, fromSandbox: o.fromInstance, json: !!o.json })),
+    );
+  sub(image, 'rm <name...>', 'remove images no sandbox uses')
+    .alias('delete')
+    .action((names: string[], _o: unknown, cmd: Command) => act(cmd, (ctx) => handlers.imageRemove(ctx, { names })));
 
   // ---- API keys ----
   const key = sub(program, 'key', 'API keys for the E2B-compatible API (E2B_API_KEY): create, ls, rm');
@@ -407,6 +459,7 @@ interface CreateFlags {
   publicPreview?: boolean;
   timeout?: number;
   onTimeout?: OnTimeoutAction;
+  fromSnapshot?: string;
   json?: boolean;
 }
 
@@ -449,6 +502,10 @@ function addCreateOptions(cmd: Command): Command {
         'at the timeout: delete (default), stop (files kept), or pause (stops, files kept, until den pauses with memory)',
       ).choices(['delete', 'stop', 'pause']),
     )
+    .option(
+      '--from-snapshot <snapshot>',
+      'start from a snapshot (id or name): its files, its processes when it has memory, its image and limits',
+    )
     .option('--json', 'print the sandbox as JSON instead of its id');
 }
 
@@ -470,6 +527,7 @@ function createArgs(o: CreateFlags, positionalName: string | undefined): CreateA
   if (o.onTimeout !== undefined && !o.timeout) throw new UsageError('--on-timeout needs --timeout SECONDS');
   if (o.timeout !== undefined) args.timeoutMs = o.timeout;
   if (o.onTimeout !== undefined) args.onTimeout = o.onTimeout;
+  if (o.fromSnapshot !== undefined) args.fromSnapshot = o.fromSnapshot;
   return args;
 }
 

@@ -19,15 +19,18 @@ import { RuncRuntime } from './runtime/runc.js';
 import { RunscRuntime } from './runtime/runsc.js';
 import { ApiKeyService } from './services/api-keys.js';
 import { AppPreviewService } from './services/app-preview/app-service.js';
+import { ImageService } from './services/images.js';
 import type { ObjectStore, Runtime, RuntimeName } from './services/ports.js';
 import { PreviewUrls } from './services/preview-urls.js';
 import { PACKAGE_CACHE_MOUNT, SandboxService } from './services/sandbox-service.js';
+import { SnapshotService } from './services/snapshots.js';
 import { StatusService } from './services/status-service.js';
 import { TimeoutService } from './services/timeouts.js';
 import { parsePoolSpecs, WarmPool } from './services/warm-pool.js';
 import { ImageStore } from './storage/image-store.js';
 import { openObjectStore } from './storage/object-store/index.js';
 import { LoopOverlayRootfs } from './storage/rootfs.js';
+import { SnapshotArchive } from './storage/snapshot-archive.js';
 import { KyselyApiKeyStore } from './store/api-key-store.js';
 import { openDatabase } from './store/database.js';
 import { KyselySandboxStore } from './store/sandbox-store.js';
@@ -128,6 +131,8 @@ export async function wire(config: DaemonConfig, log: PinoLogger): Promise<Daemo
           cacheDir: PACKAGE_CACHE_MOUNT,
         }),
         apiKeys: new ApiKeyService(new KyselyApiKeyStore(database.db)),
+        snapshots: new SnapshotService({ archive: new SnapshotArchive(objects), objects, sandboxes, images }),
+        images: new ImageService(images, sandboxes),
         e2b: {
           templateAliases: config.e2bTemplateAliases,
           metrics: new CgroupSandboxMetrics((id) => paths.sandbox(id).diskMount),

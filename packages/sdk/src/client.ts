@@ -5,7 +5,9 @@ import type {
   AppInfo,
   AppStartRequest,
   CreatedApiKey,
+  CreateImageRequest,
   CreateSandboxRequest,
+  CreateSnapshotRequest,
   ExecRequest,
   FileEntry,
   Image,
@@ -14,6 +16,7 @@ import type {
   ProcessInfo,
   Sandbox as SandboxInfo,
   SandboxState,
+  Snapshot as SnapshotInfo,
   Status,
 } from '@den/shared';
 import { DenError } from '@den/shared';
@@ -333,6 +336,87 @@ export class DenClient {
    */
   async deleteApiKey(name: string, opts?: RequestOptions): Promise<void> {
     await this.empty({ method: 'DELETE', path: `/v1/keys/${encodeURIComponent(name)}`, timeout: 'body' }, opts);
+  }
+
+  // ---- snapshots and images ----
+
+  /**
+   * Stores the sandbox's files (and, on runsc, its memory: processes continue in a sandbox made from it) in the
+   * daemon's object store. The sandbox keeps running. `sbx.snapshots.create` wraps this.
+   *
+   * @example
+   * ```ts
+   * const snap = await den.createSnapshot('dev', { name: 'before-upgrade' });
+   * ```
+   */
+  async createSnapshot(ref: string, request: CreateSnapshotRequest = {}, opts?: RequestOptions): Promise<SnapshotInfo> {
+    const path = `/v1/sandboxes/${encodeURIComponent(ref)}/snapshots`;
+    return this.json({ method: 'POST', path, body: { json: request }, timeout: 'body' }, opts);
+  }
+
+  /**
+   * Every snapshot in the object store (shared by the daemons that share it), oldest first.
+   *
+   * @example
+   * ```ts
+   * const names = (await den.listSnapshots()).map((s) => s.name);
+   * ```
+   */
+  async listSnapshots(opts?: RequestOptions): Promise<SnapshotInfo[]> {
+    const body = await this.json<{ snapshots: SnapshotInfo[] }>(
+      { method: 'GET', path: '/v1/snapshots', timeout: 'body' },
+      opts,
+    );
+    return body.snapshots;
+  }
+
+  /**
+   * One snapshot by id or name; `SnapshotNotFoundError` when there is none.
+   *
+   * @example
+   * ```ts
+   * const { memory } = await den.getSnapshot('before-upgrade');
+   * ```
+   */
+  async getSnapshot(ref: string, opts?: RequestOptions): Promise<SnapshotInfo> {
+    return this.json({ method: 'GET', path: `/v1/snapshots/${encodeURIComponent(ref)}`, timeout: 'body' }, opts);
+  }
+
+  /**
+   * Deletes a snapshot from the object store.
+   *
+   * @example
+   * ```ts
+   * await den.deleteSnapshot('before-upgrade');
+   * ```
+   */
+  async deleteSnapshot(ref: string, opts?: RequestOptions): Promise<void> {
+    await this.empty({ method: 'DELETE', path: `/v1/snapshots/${encodeURIComponent(ref)}`, timeout: 'body' }, opts);
+  }
+
+  /**
+   * A new image whose top layer is the sandbox's files (Velda's `image create --from-instance`).
+   *
+   * @example
+   * ```ts
+   * await den.createImage({ name: 'my-image', fromSandbox: 'dev' });
+   * const sbx = await Sandbox.create({ image: 'my-image' });
+   * ```
+   */
+  async createImage(request: CreateImageRequest, opts?: RequestOptions): Promise<Image> {
+    return this.json({ method: 'POST', path: '/v1/images', body: { json: request }, timeout: 'body' }, opts);
+  }
+
+  /**
+   * Removes an image that no sandbox uses.
+   *
+   * @example
+   * ```ts
+   * await den.deleteImage('my-image');
+   * ```
+   */
+  async deleteImage(name: string, opts?: RequestOptions): Promise<void> {
+    await this.empty({ method: 'DELETE', path: `/v1/images/${encodeURIComponent(name)}`, timeout: 'body' }, opts);
   }
 
   // ---- live preview apps ----

@@ -246,6 +246,24 @@ export class SnapshotCorruptError extends DenError {
   }
 }
 
+/** No snapshot with that id or name in the daemon's object store. */
+export class SnapshotNotFoundError extends DenError {
+  declare readonly code: 'SNAPSHOT_NOT_FOUND';
+  constructor(message: string, details?: Details, requestId?: string) {
+    super('SNAPSHOT_NOT_FOUND', message, details, requestId);
+    this.name = 'SnapshotNotFoundError';
+  }
+}
+
+/** An image with that name already exists. */
+export class ImageExistsError extends DenError {
+  declare readonly code: 'IMAGE_EXISTS';
+  constructor(message: string, details?: Details, requestId?: string) {
+    super('IMAGE_EXISTS', message, details, requestId);
+    this.name = 'ImageExistsError';
+  }
+}
+
 /** Constructor shape shared by the code-specific classes above. */
 export type DenErrorSubclass = new (message: string, details?: Details, requestId?: string) => DenError;
 
@@ -282,6 +300,9 @@ export const ERROR_CLASSES: Record<ErrorCode, DenErrorSubclass | typeof DenError
   OBJECT_NOT_FOUND: ObjectNotFoundError,
   OBJECT_STORE_FAILED: DenError,
   SNAPSHOT_CORRUPT: SnapshotCorruptError,
+  SNAPSHOT_NOT_FOUND: SnapshotNotFoundError,
+  IMAGE_EXISTS: ImageExistsError,
+  IMAGE_IN_USE: DenError,
   INTERNAL: DenError,
 };
 

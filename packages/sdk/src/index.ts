@@ -49,4 +49,10 @@ export { type FileOptions, Files, type ReadFormat, type ReadFormats, type WriteD
 export { Ports, PortWaitTimeoutError, type WaitForPortOptions } from './ports.js';
 export type { CommandResult, OutputOptions } from './process-stream.js';
 export { DEFAULT_PTY_COMMAND, DEFAULT_TERM, Pty, type PtyCreateOptions, PtyHandle } from './pty.js';
-export { Sandbox, type SandboxCreateOptions, type SandboxInfo, type SandboxListOptions } from './sandbox.js';
+export {
+  Sandbox,
+  type SandboxCreateOptions,
+  type SandboxInfo,
+  type SandboxListOptions,
+  type SnapshotInfo,
+} from './sandbox.js';

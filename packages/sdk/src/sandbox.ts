@@ -1,4 +1,11 @@
-import type { CreateSandboxRequest, NetworkSettings, Sandbox as SandboxInfo, SandboxState } from '@den/shared';
+import type {
+  CreateSandboxRequest,
+  CreateSnapshotRequest,
+  NetworkSettings,
+  Sandbox as SandboxInfo,
+  SandboxState,
+  Snapshot as SnapshotInfo,
+} from '@den/shared';
 import { App } from './app.js';
 import { DenClient } from './client.js';
 import { Commands } from './commands.js';
@@ -7,7 +14,7 @@ import { Files } from './files.js';
 import { Ports } from './ports.js';
 import { Pty } from './pty.js';
 
-export type { SandboxInfo };
+export type { SandboxInfo, SnapshotInfo };
 
 /**
  * Options of `Sandbox.create`: what the sandbox gets (the API's `CreateSandboxRequest`: name, image, runtime, cpus,
@@ -63,6 +70,22 @@ export class Sandbox {
      */
     update(settings: NetworkSettings, opts?: RequestOptions): Promise<SandboxInfo>;
   };
+  /** snapshots of this sandbox in the daemon's object store */
+  readonly snapshots: {
+    /**
+     * Stores the sandbox's files (and, on runsc, its memory) as a snapshot; the sandbox keeps running. A sandbox
+     * created with `Sandbox.create({ fromSnapshot })` starts from it, on any daemon that shares the object store.
+     *
+     * @example
+     * ```ts
+     * const snap = await sbx.snapshots.create({ name: 'before-upgrade' });
+     * const fork = await Sandbox.create({ fromSnapshot: snap.id });
+     * ```
+     */
+    create(request?: CreateSnapshotRequest, opts?: RequestOptions): Promise<SnapshotInfo>;
+    /** the snapshots taken of this sandbox, oldest first */
+    list(opts?: RequestOptions): Promise<SnapshotInfo[]>;
+  };
   /** secret of private previews: header X-Den-Preview-Token, query den_preview_token */
   readonly previewToken: string;
   private readonly previewDomain: string;
@@ -79,6 +102,10 @@ export class Sandbox {
     this.ports = new Ports(client, info.id);
     this.app = new App(client, info.id);
     this.network = { update: (settings, opts) => client.updateNetwork(info.id, settings, opts) };
+    this.snapshots = {
+      create: (request, opts) => client.createSnapshot(info.id, request, opts),
+      list: async (opts) => (await client.listSnapshots(opts)).filter((s) => s.sandboxId === info.id),
+    };
     this.commands = new Commands(client, info.id);
     this.files = new Files(client, info.id);
     this.pty = new Pty(client, info.id);
@@ -217,6 +244,32 @@ export class Sandbox {
    */
   resume(opts?: RequestOptions): Promise<SandboxInfo> {
     return this.client.resumeSandbox(this.id, opts);
+  }
+
+  /**
+   * Every snapshot in the daemon's object store, oldest first (`sbx.snapshots.list()` has one sandbox's).
+   *
+   * @example
+   * ```ts
+   * const names = (await Sandbox.listSnapshots()).map((s) => s.name);
+   * ```
+   */
+  static listSnapshots(opts: RequestOptions = {}): Promise<SnapshotInfo[]> {
+    const { signal, ...conn } = opts;
+    return new DenClient(conn).listSnapshots(signal ? { signal } : undefined);
+  }
+
+  /**
+   * Deletes a snapshot by id or name.
+   *
+   * @example
+   * ```ts
+   * await Sandbox.deleteSnapshot('before-upgrade');
+   * ```
+   */
+  static deleteSnapshot(ref: string, opts: RequestOptions = {}): Promise<void> {
+    const { signal, ...conn } = opts;
+    return new DenClient(conn).deleteSnapshot(ref, signal ? { signal } : undefined);
   }
 
   /**

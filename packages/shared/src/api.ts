@@ -109,6 +109,15 @@ export const CreateSandboxRequest = Type.Object(
     preview: Type.Optional(PreviewSettings),
     timeoutMs: Type.Optional(TimeoutMs),
     onTimeout: Type.Optional(OnTimeoutAction),
+    fromSnapshot: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 63,
+        description:
+          'snapshot id or name: the new sandbox starts with its files (and its processes, when it holds memory); ' +
+          'image and runtime come from the snapshot, limits too unless given',
+      }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -237,6 +246,46 @@ export const Status = Type.Object({
   database: Type.String(),
 });
 export type Status = Static<typeof Status>;
+
+export const CreateSnapshotRequest = Type.Object(
+  { name: Type.Optional(Type.String({ pattern: SANDBOX_NAME_PATTERN, description: 'unique snapshot name' })) },
+  { additionalProperties: false },
+);
+export type CreateSnapshotRequest = Static<typeof CreateSnapshotRequest>;
+
+export const Snapshot = Type.Object({
+  id: Type.String(),
+  name: Type.Union([Type.String(), Type.Null()]),
+  /** the sandbox it was taken from (it may be gone since) */
+  sandboxId: Type.String(),
+  sandboxName: Type.Union([Type.String(), Type.Null()]),
+  image: Type.String(),
+  runtime: RuntimeName,
+  cpus: Type.Number(),
+  memoryMB: Type.Integer(),
+  diskMB: Type.Integer(),
+  /** true: processes continue where they were in a sandbox created from it (runsc memory image) */
+  memory: Type.Boolean(),
+  /** why the memory of the (running) sandbox is not in the snapshot */
+  memoryNotSaved: Type.Union([Type.String(), Type.Null()]),
+  /** bytes stored (compressed) */
+  sizeBytes: Type.Integer(),
+  createdAt: Type.String(),
+});
+export type Snapshot = Static<typeof Snapshot>;
+export const SnapshotList = Type.Object({ snapshots: Type.Array(Snapshot) });
+export type SnapshotList = Static<typeof SnapshotList>;
+
+export const IMAGE_NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$';
+
+export const CreateImageRequest = Type.Object(
+  {
+    name: Type.String({ pattern: IMAGE_NAME_PATTERN, description: 'name of the new image' }),
+    fromSandbox: Type.String({ minLength: 1, description: 'sandbox id or name whose files become the image' }),
+  },
+  { additionalProperties: false },
+);
+export type CreateImageRequest = Static<typeof CreateImageRequest>;
 
 export const Image = Type.Object({
   name: Type.String(),

@@ -34,6 +34,9 @@ export const ErrorCodes = {
     'the object store (local directory or S3-compatible server) failed or refused an operation; the message carries its error',
   SNAPSHOT_CORRUPT:
     'a stored snapshot does not match its manifest (checksum or size); nothing was restored, take a new snapshot',
+  SNAPSHOT_NOT_FOUND: 'no snapshot with that id or name in the object store',
+  IMAGE_EXISTS: 'an image with that name already exists',
+  IMAGE_IN_USE: 'sandboxes were created from that image; remove them first',
   INTERNAL: 'an unexpected error in den; the requestId finds it in the daemon log',
 } as const;
 
@@ -68,6 +71,9 @@ export const ErrorStatus: Record<ErrorCode, number> = {
   OBJECT_NOT_FOUND: 404,
   OBJECT_STORE_FAILED: 502,
   SNAPSHOT_CORRUPT: 422,
+  SNAPSHOT_NOT_FOUND: 404,
+  IMAGE_EXISTS: 409,
+  IMAGE_IN_USE: 409,
   INTERNAL: 500,
 };
 

@@ -6,8 +6,10 @@ import { e2bControlRoutes } from '../e2b/control/routes.js';
 import type { SandboxMetricsSource } from '../e2b/control/sandbox-metrics.js';
 import type { ApiKeyService } from '../services/api-keys.js';
 import type { AppPreviewService } from '../services/app-preview/app-service.js';
+import type { ImageService } from '../services/images.js';
 import type { PreviewUrls } from '../services/preview-urls.js';
 import type { SandboxService } from '../services/sandbox-service.js';
+import type { SnapshotService } from '../services/snapshots.js';
 import type { StatusService } from '../services/status-service.js';
 import { appRoutes } from './apps.js';
 import { installErrorHandling } from './errors.js';
@@ -15,6 +17,7 @@ import { fileRoutes } from './files.js';
 import { keyRoutes } from './keys.js';
 import { processRoutes } from './processes.js';
 import { sandboxRoutes } from './sandboxes.js';
+import { snapshotRoutes } from './snapshots.js';
 
 export interface ApiDeps {
   sandboxes: SandboxService;
@@ -22,6 +25,8 @@ export interface ApiDeps {
   previews: PreviewUrls;
   apps: AppPreviewService;
   apiKeys: ApiKeyService;
+  snapshots: SnapshotService;
+  images: ImageService;
   /** E2B-compatible control API: template name -> den image, and where sandbox metrics come from */
   e2b: { templateAliases: Record<string, string>; metrics: SandboxMetricsSource };
 }
@@ -66,6 +71,7 @@ export async function createApp(
     fileRoutes(scope, deps);
     appRoutes(scope, deps);
     keyRoutes(scope, deps);
+    snapshotRoutes(scope, deps);
   });
   await app.register(
     (scope) =>

@@ -21,7 +21,7 @@ import type { ApiDeps } from './app.js';
 const errors = { 204: Type.Null(), 400: ErrorResponse, 404: ErrorResponse, 409: ErrorResponse, 500: ErrorResponse };
 type Ref = { ref: string };
 
-export function sandboxRoutes(app: FastifyInstance, { sandboxes, status, previews }: ApiDeps): void {
+export function sandboxRoutes(app: FastifyInstance, { sandboxes, snapshots, status, previews }: ApiDeps): void {
   const view = (rec: SandboxRecord) => toSandbox(rec, previews.domainWithPort());
   app.get('/v1/status', { schema: { response: { 200: Status } } }, async () => status.status());
   app.get('/v1/images', { schema: { response: { 200: Type.Object({ images: Type.Array(Image) }) } } }, async () => ({
@@ -32,7 +32,11 @@ export function sandboxRoutes(app: FastifyInstance, { sandboxes, status, preview
     '/v1/sandboxes',
     { schema: { body: CreateSandboxRequest, response: { 201: Sandbox, ...errors } } },
     async (req, reply) => {
-      const rec = await sandboxes.create(req.body as CreateSandboxRequest);
+      const body = req.body as CreateSandboxRequest;
+      const rec =
+        body.fromSnapshot !== undefined
+          ? await snapshots.createSandbox({ ...body, fromSnapshot: body.fromSnapshot })
+          : await sandboxes.create(body);
       return reply.status(201).send(view(rec));
     },
   );

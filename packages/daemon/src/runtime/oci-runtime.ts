@@ -194,6 +194,16 @@ export abstract class OciRuntime implements Runtime {
     return { id, status, pid };
   }
 
+  async freeze(id: string): Promise<void> {
+    checkId(id);
+    await this.invoke(['pause', id], TIMEOUT_MS.kill);
+  }
+
+  async thaw(id: string): Promise<void> {
+    checkId(id);
+    await this.invoke(['resume', id], TIMEOUT_MS.kill);
+  }
+
   async kill(id: string, signal = 'SIGKILL'): Promise<void> {
     checkId(id);
     const st = await this.state(id);

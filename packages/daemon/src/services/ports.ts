@@ -69,6 +69,12 @@ export interface Runtime {
   state(id: string): Promise<ContainerState | undefined>;
   /** every container in den's state root for this runtime */
   list(): Promise<ContainerState[]>;
+  /**
+   * Freezes every process of the container (cgroup freezer: `runc pause`) / lets them continue; for a consistent
+   * copy of its files while it runs. Not for runsc, whose sentry caches file data the freezer does not flush.
+   */
+  freeze(id: string): Promise<void>;
+  thaw(id: string): Promise<void>;
   /** sends a signal to the container's init; no error when it is already gone */
   kill(id: string, signal?: string): Promise<void>;
   /** stops (SIGKILL) and removes the container and its runtime state; no error when it does not exist */
@@ -83,6 +89,8 @@ export interface RootfsManager {
   ensureDisk(sandboxId: string, diskMB: number): Promise<void>;
   /** mounts the disk and the overlay (lower = the image's layer dirs, top first); returns the rootfs path */
   mount(sandboxId: string, layerDirs: string[]): Promise<string>;
+  /** mounts the disk alone and returns the overlay upper dir's path on it (which may not exist yet) */
+  mountDisk(sandboxId: string): Promise<string>;
   /** unmounts the overlay and the disk and detaches its loop device; no error when not mounted */
   unmount(sandboxId: string): Promise<void>;
   /** unmount plus removal of the disk and every directory of the sandbox */
@@ -217,6 +225,10 @@ export interface ImageCatalog {
   list(): Promise<Image[]>;
   /** host directories of the image's layers, top layer first (overlay lowerdir order) */
   layerDirs(image: Image): string[];
+  /** a new image: `base` plus `upperDir` (a sandbox's files) as its top layer; IMAGE_EXISTS when the name is taken */
+  create(name: string, base: Image, upperDir: string, origin: Record<string, string>): Promise<Image>;
+  /** removes the image and the layers no other image uses */
+  remove(name: string): Promise<void>;
 }
 
 /** What an object store knows about one stored object. */

@@ -93,6 +93,11 @@ export class SandboxService {
     return (await this.deps.store.list(filter)).filter((r) => r.desiredState !== 'deleted' && !r.pooled);
   }
 
+  /** Ids (or names) of every sandbox on this machine made from `image`, pooled ones included. */
+  async usingImage(image: string): Promise<string[]> {
+    return (await this.deps.store.list()).filter((r) => r.image === image).map((r) => r.name ?? r.id);
+  }
+
   async counts(): Promise<Record<string, number>> {
     return this.deps.store.countByState();
   }
@@ -124,9 +129,9 @@ export class SandboxService {
    */
   async create(
     req: CreateSandboxRequest,
-    options: { envdAccessToken?: string; pooled?: boolean } = {},
+    options: { envdAccessToken?: string; pooled?: boolean; fillDisk?: DiskFiller } = {},
   ): Promise<SandboxRecord> {
-    if (!options.pooled) {
+    if (!options.pooled && !options.fillDisk) {
       const claimed = await this.claimPooled(req, options);
       if (claimed) return claimed;
     }
@@ -174,7 +179,7 @@ export class SandboxService {
     });
     return this.locks.run(rec.id, async () => {
       try {
-        return await this.ensureRunning(rec, { fresh: true });
+        return await this.ensureRunning(rec, { fresh: true, fillDisk: options.fillDisk });
       } catch (err) {
         // A create that fails leaves nothing behind: no container, mount, loop device, directory or row.
         this.deps.log.warn({ sandbox: rec.id, err: String(err) }, 'create failed; rolling back');
@@ -299,6 +304,67 @@ export class SandboxService {
       await this.deps.store.update(rec.id, { desiredState: 'paused', timeoutAt: null });
       return this.ensurePaused(current);
     });
+  }
+
+  /**
+   * Runs `fn` while the sandbox's files hold still and its overlay upper dir can be read (snapshots, images), under
+   * the sandbox's lock. A running runsc sandbox is checkpointed for that (its memory image is handed to `fn` too) and
+   * restored afterwards, so its processes continue; a running runc sandbox is frozen and thawed; a stopped or paused
+   * one has just its disk mounted. A crash in between leaves the sandbox desired running: reconcile restores it.
+   */
+  async holdStill<T>(ref: string, fn: (held: HeldSandbox) => Promise<T>): Promise<T> {
+    const rec = await this.resolve(ref);
+    return this.locks.run(rec.id, async () => {
+      const current = await this.resolve(rec.id);
+      const rt = this.runtimeFor(current.runtime);
+      if (current.state === 'running') {
+        const memoryBlocker = rt.canCheckpoint
+          ? await this.checkpointBlocker(current)
+          : `${current.runtime} cannot save memory (CRIU does not work on this kernel)`;
+        if (memoryBlocker !== undefined) return this.withFrozen(current, memoryBlocker, fn);
+      }
+      if (current.state === 'running') {
+        const paused = await this.ensurePaused(current);
+        try {
+          return await fn(await this.heldFiles(paused));
+        } finally {
+          await this.ensureRunning((await this.deps.store.get(current.id))!);
+        }
+      }
+      if (current.state !== 'stopped' && current.state !== 'paused') {
+        throw new DenError(
+          'SANDBOX_BUSY',
+          `sandbox ${current.name ?? current.id} is ${current.state}; try again when it is running, paused or stopped`,
+          { state: current.state },
+        );
+      }
+      try {
+        return await fn(await this.heldFiles(current));
+      } finally {
+        await this.deps.rootfs.unmount(current.id);
+      }
+    });
+  }
+
+  /**
+   * The files of a running sandbox whose memory cannot be saved, held still without stopping it: gVisor's sentry
+   * writes cached file data back on `sync`; then the container is frozen (cgroup freezer) while `fn` reads.
+   */
+  private async withFrozen<T>(rec: SandboxRecord, memoryNotSaved: string, fn: (h: HeldSandbox) => Promise<T>) {
+    const rt = this.runtimeFor(rec.runtime);
+    if (rt.canCheckpoint) await this.agent(rec.id).run({ cmd: ['sync'], user: 'root', timeoutMs: 60_000 });
+    await rt.freeze(rec.id);
+    try {
+      return await fn({ record: rec, upperDir: await this.deps.rootfs.mountDisk(rec.id), memoryNotSaved });
+    } finally {
+      await rt.thaw(rec.id);
+    }
+  }
+
+  private async heldFiles(rec: SandboxRecord): Promise<HeldSandbox> {
+    const upperDir = await this.deps.rootfs.mountDisk(rec.id);
+    const memory = (await this.hasMemoryImage(rec.id)) ? this.deps.paths.sandbox(rec.id).checkpointDir : undefined;
+    return { record: rec, upperDir, ...(memory ? { memoryDir: memory } : {}) };
   }
 
   /** Resumes a paused sandbox (from its memory image when there is one); a running one is returned as it is. */
@@ -517,7 +583,10 @@ export class SandboxService {
    * existing container is removed first: one whose agent stopped answering (the reconcile case) must be replaced,
    * not reused (the runtime adapters leave a running container alone).
    */
-  private async ensureRunning(rec: SandboxRecord, opts: { fresh?: boolean } = {}): Promise<SandboxRecord> {
+  private async ensureRunning(
+    rec: SandboxRecord,
+    opts: { fresh?: boolean; fillDisk?: DiskFiller } = {},
+  ): Promise<SandboxRecord> {
     const { rootfs, images, paths } = this.deps;
     const rt = this.runtimeFor(rec.runtime);
     const p = paths.sandbox(rec.id);
@@ -526,6 +595,10 @@ export class SandboxService {
     const image = await images.get(rec.image);
     await mkdir(p.dir, { recursive: true });
     await rootfs.ensureDisk(rec.id, rec.diskMB);
+    if (opts.fillDisk) {
+      // A sandbox made from a snapshot: its files (and memory image) are in place before the overlay is mounted.
+      await opts.fillDisk({ upperDir: await rootfs.mountDisk(rec.id), checkpointDir: p.checkpointDir });
+    }
     t.mark('disk');
     const rootfsDir = await rootfs.mount(rec.id, images.layerDirs(image));
     t.mark('mount');
@@ -581,7 +654,7 @@ export class SandboxService {
     t.mark('agent');
     const updated = await this.deps.store.update(rec.id, {
       state: 'running',
-      ...(restored ? {} : { startedAt: new Date().toISOString() }),
+      ...(restored && rec.startedAt ? {} : { startedAt: new Date().toISOString() }),
       lastError: null,
       pause: null,
     });
@@ -606,30 +679,10 @@ export class SandboxService {
     this.notifyLeaving(rec.id);
     let reason: string | undefined;
     try {
-      // gVisor 2024 cannot save a TCP endpoint that is connected or in TIME_WAIT, and a failed checkpoint kills the
-      // sandbox: wait briefly for connections to close (den's own were just dropped), else keep the filesystem only.
-      // Measured with runsc 2024: a process the agent started with its output still attached (a background command,
-      // a running exec) makes the checkpoint fail (gVisor cannot save the agent's end of its stdio sockets).
-      const attached = (await this.agent(rec.id).listProcesses()).filter((p) => !p.exit && !p.pty);
-      if (attached.length) {
-        const list = attached
-          .slice(0, 3)
-          .map((p) => `pid ${p.pid} ${p.cmd.join(' ').slice(0, 60)}`)
-          .join(', ');
-        throw new NotCheckpointable(
-          `processes started through den still have their output attached (${list}); start long-running servers detached (nohup ... &) to keep memory on pause`,
-        );
-      }
-      const open = await this.openConnections(rec.id);
-      if (open.length) {
-        const list = open
-          .slice(0, 3)
-          .map((c) => `${c.local} <-> ${c.remote} ${c.state}`)
-          .join(', ');
-        throw new NotCheckpointable(
-          `the sandbox has open TCP connections gVisor cannot save (${list}${open.length > 3 ? ', ...' : ''})`,
-        );
-      }
+      // A failed checkpoint kills the sandbox: what gVisor would refuse is found first (den's own connections were
+      // just dropped), and then only the filesystem is kept.
+      const blocker = await this.checkpointBlocker(rec);
+      if (blocker !== undefined) throw new NotCheckpointable(blocker);
       await this.agent(rec.id).prepareCheckpoint();
       this.dropAgent(rec.id);
       await this.socketGone(rec.id);
@@ -690,6 +743,32 @@ export class SandboxService {
         if (Date.now() > deadline) throw err;
       }
     }
+  }
+
+  /**
+   * Why gVisor would refuse to checkpoint the sandbox now (a failed checkpoint kills it, so this is asked first), or
+   * undefined. Measured with runsc 2024: a process the agent started with its output still attached (a background
+   * command, a running exec) makes the checkpoint fail (gVisor cannot save the agent's end of its stdio sockets), and
+   * so does a TCP endpoint that is connected or in TIME_WAIT (waited for up to CONNECTIONS_CLOSE_MS).
+   */
+  private async checkpointBlocker(rec: SandboxRecord): Promise<string | undefined> {
+    const attached = (await this.agent(rec.id).listProcesses()).filter((p) => !p.exit && !p.pty);
+    if (attached.length) {
+      const list = attached
+        .slice(0, 3)
+        .map((p) => `pid ${p.pid} ${p.cmd.join(' ').slice(0, 60)}`)
+        .join(', ');
+      return `processes started through den still have their output attached (${list}); start long-running servers detached (nohup ... &) to keep memory on pause`;
+    }
+    const open = await this.openConnections(rec.id);
+    if (open.length) {
+      const list = open
+        .slice(0, 3)
+        .map((c) => `${c.local} <-> ${c.remote} ${c.state}`)
+        .join(', ');
+      return `the sandbox has open TCP connections gVisor cannot save (${list}${open.length > 3 ? ', ...' : ''})`;
+    }
+    return undefined;
   }
 
   /**
@@ -861,6 +940,18 @@ export function toSandbox(rec: SandboxRecord, previewDomain: string): Sandbox {
     preview: { public: previewPublic, token: previewToken, domain: previewDomain },
   };
 }
+
+/** A sandbox held still by `holdStill`: its record, its overlay upper dir, and its memory image when it has one. */
+export interface HeldSandbox {
+  record: SandboxRecord;
+  upperDir: string;
+  memoryDir?: string;
+  /** why a running sandbox's memory is not part of it */
+  memoryNotSaved?: string;
+}
+
+/** Puts a new sandbox's files (its overlay upper dir) and memory image in place before its first start. */
+export type DiskFiller = (target: { upperDir: string; checkpointDir: string }) => Promise<void>;
 
 /**
  * States in which a request waits for the sandbox instead of failing: it is paused (the request resumes it) or a

@@ -1,7 +1,8 @@
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DenError, type Image } from '@den/shared';
 import type { ImageCatalog } from '../services/ports.js';
+import { commitLayer } from './layer-commit.js';
 
 /**
  * Image manifests and layers in den's store:
@@ -48,6 +49,54 @@ export class ImageStore implements ImageCatalog {
       }
     }
     return images;
+  }
+
+  /**
+   * A new image: `base`'s layers with the directory `upperDir` (a sandbox's overlay upper dir) as a new top layer,
+   * and `base`'s user, workdir and env. IMAGE_EXISTS when the name is taken. The manifest is written last (under a
+   * temporary name, then renamed), so a crash leaves no half-made image.
+   */
+  async create(name: string, base: Image, upperDir: string, origin: Record<string, string>): Promise<Image> {
+    if (!NAME.test(name)) {
+      throw new DenError('INVALID_ARGUMENT', `image name "${name}" is not valid: use letters, digits, ".", "_", "-"`);
+    }
+    const file = this.manifestFile(name);
+    if (await this.exists(name)) {
+      throw new DenError('IMAGE_EXISTS', `an image named "${name}" already exists: choose another name`);
+    }
+    const layer = await commitLayer(upperDir, join(this.storeDir, 'layers'));
+    const manifest = {
+      name,
+      layers: [...base.layers, layer],
+      config: { user: base.user, workdir: base.workdir, env: base.env },
+      createdAt: new Date().toISOString().replace(/\.\d{3}Z$/, 'Z'),
+      parent: base.name,
+      ...origin,
+    };
+    await writeFile(`${file}.tmp`, `${JSON.stringify(manifest, null, 2)}\n`);
+    await rename(`${file}.tmp`, file);
+    return this.get(name);
+  }
+
+  /**
+   * Removes an image and the layers no other image uses. The caller makes sure no sandbox uses it (their overlays
+   * read its layers).
+   */
+  async remove(name: string): Promise<void> {
+    const image = await this.get(name);
+    await rm(this.manifestFile(name), { force: true });
+    const used = new Set((await this.list()).flatMap((i) => i.layers));
+    for (const layer of image.layers) {
+      if (!used.has(layer)) await rm(this.layerDir(layer), { recursive: true, force: true });
+    }
+  }
+
+  private manifestFile(name: string): string {
+    return join(this.storeDir, 'images', `${name}.json`);
+  }
+
+  private async exists(name: string): Promise<boolean> {
+    return (await this.names()).includes(name);
   }
 
   /** Host directory of an extracted layer. */

@@ -78,10 +78,7 @@ export class LoopOverlayRootfs implements RootfsManager {
       }
       let mounts = await mountPoints();
       if (!mounts.has(p.diskMount)) {
-        await mkdir(p.diskMount, { recursive: true, mode: 0o700 });
-        // `-o loop` sets up the loop device with autoclear: unmounting detaches it.
-        // discard: space freed inside is given back to the host (holes punched in the sparse file).
-        await command('mount', ['-t', 'ext4', '-o', 'loop,noatime,discard,noinit_itable', p.diskFile, p.diskMount]);
+        await mountDiskFile(p.diskFile, p.diskMount);
         mounts = await mountPoints();
       }
       const upper = join(p.diskMount, 'upper');
@@ -103,6 +100,24 @@ export class LoopOverlayRootfs implements RootfsManager {
         await command('mount', ['-t', 'overlay', 'overlay', '-o', options, p.rootfs]);
       }
       return p.rootfs;
+    });
+  }
+
+  /**
+   * Mounts only the sandbox's disk (no overlay) and returns its overlay upper dir path, which may not exist yet (a
+   * new disk). For snapshots and images of a sandbox that is stopped or paused, and for restoring a snapshot into a
+   * new sandbox's disk before its first mount. `unmount` undoes it.
+   */
+  mountDisk(sandboxId: string): Promise<string> {
+    return this.locked(sandboxId, async () => {
+      const p = this.paths.sandbox(sandboxId);
+      if (!(await pathExists(p.diskFile))) {
+        throw new DenError('INTERNAL', `sandbox ${sandboxId} has no disk (${p.diskFile}); ensureDisk first`);
+      }
+      if (!(await mountPoints()).has(p.diskMount)) {
+        await mountDiskFile(p.diskFile, p.diskMount);
+      }
+      return join(p.diskMount, 'upper');
     });
   }
 
@@ -191,6 +206,13 @@ export async function mountPoints(): Promise<Map<string, { fstype: string; sourc
 
 function unescapeMountinfo(s: string): string {
   return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(Number.parseInt(o, 8)));
+}
+
+async function mountDiskFile(file: string, target: string): Promise<void> {
+  await mkdir(target, { recursive: true, mode: 0o700 });
+  // `-o loop` sets up the loop device with autoclear: unmounting detaches it.
+  // discard: space freed inside is given back to the host (holes punched in the sparse file).
+  await command('mount', ['-t', 'ext4', '-o', 'loop,noatime,discard,noinit_itable', file, target]);
 }
 
 async function umount(target: string): Promise<void> {

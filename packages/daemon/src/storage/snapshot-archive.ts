@@ -80,7 +80,7 @@ const EXTRA_NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
  * xattr namespaces a sandbox's files carry: trusted.* (overlayfs' opaque/redirect/metacopy markers), user.*, and
  * file capabilities. security.selinux and friends belong to the host's policy, not to the sandbox.
  */
-const XATTR_ARGS = [
+export const XATTR_ARGS = [
   '--xattrs',
   '--xattrs-include=trusted.*',
   '--xattrs-include=user.*',
@@ -325,13 +325,13 @@ export class SnapshotArchive {
   }
 }
 
-interface ExitResult {
+export interface ExitResult {
   code: number | null;
   signal: NodeJS.Signals | null;
   stderr: string;
 }
 
-function exitOf(child: ChildProcess): Promise<ExitResult> {
+export function exitOf(child: ChildProcess): Promise<ExitResult> {
   let stderr = '';
   child.stderr!.on('data', (chunk: Buffer) => {
     if (stderr.length < 64 * 1024) stderr += chunk.toString();

@@ -34,6 +34,9 @@ const CONNECT_CODE: Record<ErrorCode, Code> = {
   OBJECT_NOT_FOUND: Code.NotFound,
   OBJECT_STORE_FAILED: Code.Unavailable,
   SNAPSHOT_CORRUPT: Code.DataLoss,
+  SNAPSHOT_NOT_FOUND: Code.NotFound,
+  IMAGE_EXISTS: Code.AlreadyExists,
+  IMAGE_IN_USE: Code.FailedPrecondition,
   INTERNAL: Code.Internal,
 };
 

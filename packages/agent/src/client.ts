@@ -38,6 +38,11 @@ export { FRAMES_CONTENT_TYPE } from './protocol.js';
 export interface AgentClientOptions {
   /** limit for calls that answer at once (health, stat, signal, ...); not for streams and file bodies */
   requestTimeoutMs?: number;
+  /**
+   * Called when a session opens (a process stream: exec, PTY, attach; a file watch); the function it returns is
+   * called when that stream closes. The daemon counts open sessions as activity (idle auto-pause).
+   */
+  onSession?: () => () => void;
 }
 
 export interface RunResult {
@@ -81,6 +86,15 @@ export class AgentClient {
     options: AgentClientOptions = {},
   ) {
     this.requestTimeoutMs = options.requestTimeoutMs ?? 30_000;
+    this.onSession = options.onSession;
+  }
+
+  private readonly onSession: (() => () => void) | undefined;
+
+  /** Reports `stream` as a session from now until it closes. */
+  private asSession(stream: ClientHttp2Stream): ClientHttp2Stream {
+    if (this.onSession) stream.once('close', this.onSession());
+    return stream;
   }
 
   /** Closes the session once its streams are done (at most 1 s, then it is destroyed). */
@@ -122,7 +136,9 @@ export class AgentClient {
 
   /** Starts a process and returns its stream: frames out, input frames in. */
   openProcess(spec: ProcessSpec): Promise<ProcessHandle> {
-    const stream = this.open({ ':method': 'POST', ':path': '/process', 'content-type': FRAMES_CONTENT_TYPE }, false);
+    const stream = this.asSession(
+      this.open({ ':method': 'POST', ':path': '/process', 'content-type': FRAMES_CONTENT_TYPE }, false),
+    );
     stream.write(encodeJsonFrame(FrameType.SPEC, spec));
     return this.processHandle(stream);
   }
@@ -133,7 +149,9 @@ export class AgentClient {
    */
   connectProcess(pid: number, options: { replay?: boolean } = {}): Promise<ProcessHandle> {
     const path = `/processes/${pid}/connect${options.replay === false ? '?replay=false' : ''}`;
-    const stream = this.open({ ':method': 'POST', ':path': path, 'content-type': FRAMES_CONTENT_TYPE }, false);
+    const stream = this.asSession(
+      this.open({ ':method': 'POST', ':path': path, 'content-type': FRAMES_CONTENT_TYPE }, false),
+    );
     return this.processHandle(stream);
   }
 
@@ -262,12 +280,14 @@ export class AgentClient {
 
   /** Watches a directory; resolves once the watch is in place, so later changes are all reported. */
   async watch(path: string, options: { recursive?: boolean } = {}): Promise<WatchHandle> {
-    const stream = this.open(
-      {
-        ':method': 'GET',
-        ':path': `/files/watch?${query({ path, recursive: options.recursive ? 'true' : undefined })}`,
-      },
-      true,
+    const stream = this.asSession(
+      this.open(
+        {
+          ':method': 'GET',
+          ':path': `/files/watch?${query({ path, recursive: options.recursive ? 'true' : undefined })}`,
+        },
+        true,
+      ),
     );
     const headers = await this.response(stream);
     const status = Number(headers[':status']);

@@ -7,7 +7,7 @@ import { network, ports } from './commands/network.js';
 import { logs, preview } from './commands/preview.js';
 import { create, info, lifecycle, list, remove } from './commands/sandbox.js';
 import { imageCreate, imageRemove, snapshotCreate, snapshotList, snapshotRemove } from './commands/snapshots.js';
-import { timeout } from './commands/timeout.js';
+import { idleTimeout, timeout } from './commands/timeout.js';
 import { resolveCliConfig } from './config.js';
 import { describeError, EXIT_USAGE } from './errors.js';
 import { buildProgram, type Handlers, type Output } from './program.js';
@@ -34,6 +34,7 @@ export const defaultHandlers: Handlers = {
   keyList,
   keyRemove,
   timeout,
+  idleTimeout,
   snapshotCreate,
   snapshotList,
   snapshotRemove,

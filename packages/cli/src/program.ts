@@ -80,6 +80,12 @@ export interface LogsArgs {
   follow: boolean;
   lines?: number;
 }
+export interface IdleTimeoutArgs {
+  ref: string;
+  /** 0 = never */
+  idleTimeoutMs: number;
+}
+
 export interface SnapshotCreateArgs extends JsonArgs {
   ref: string;
   name?: string;
@@ -140,6 +146,7 @@ export interface Handlers {
   keyList(ctx: Context, args: JsonArgs): Promise<number>;
   keyRemove(ctx: Context, args: KeyRemoveArgs): Promise<number>;
   timeout(ctx: Context, args: TimeoutArgs): Promise<number>;
+  idleTimeout(ctx: Context, args: IdleTimeoutArgs): Promise<number>;
   snapshotCreate(ctx: Context, args: SnapshotCreateArgs): Promise<number>;
   snapshotList(ctx: Context, args: JsonArgs): Promise<number>;
   snapshotRemove(ctx: Context, args: SnapshotRemoveArgs): Promise<number>;
@@ -269,6 +276,14 @@ export function buildProgram(options: ProgramOptions): Command {
     "set a sandbox's timeout from now (0 = none); its --on-timeout action runs then",
   ).action((ref: string, seconds: string, _o: unknown, cmd: Command) =>
     act(cmd, (ctx) => handlers.timeout(ctx, { ref, timeoutMs: parseSecondsArgument(seconds) })),
+  );
+
+  sub(
+    program,
+    'idle-timeout <ref> <seconds>',
+    'pause a sandbox after this many seconds without activity (0 = never); the next request wakes it',
+  ).action((ref: string, seconds: string, _o: unknown, cmd: Command) =>
+    act(cmd, (ctx) => handlers.idleTimeout(ctx, { ref, idleTimeoutMs: parseSecondsArgument(seconds) })),
   );
 
   // ---- snapshots and images ----
@@ -460,6 +475,7 @@ interface CreateFlags {
   timeout?: number;
   onTimeout?: OnTimeoutAction;
   fromSnapshot?: string;
+  idleTimeout?: number;
   json?: boolean;
 }
 
@@ -503,6 +519,11 @@ function addCreateOptions(cmd: Command): Command {
       ).choices(['delete', 'stop', 'pause']),
     )
     .option(
+      '--idle-timeout <seconds>',
+      'pause after this many seconds without activity (requests, sessions, CPU use); the next request wakes it',
+      parseSeconds,
+    )
+    .option(
       '--from-snapshot <snapshot>',
       'start from a snapshot (id or name): its files, its processes when it has memory, its image and limits',
     )
@@ -528,6 +549,7 @@ function createArgs(o: CreateFlags, positionalName: string | undefined): CreateA
   if (o.timeout !== undefined) args.timeoutMs = o.timeout;
   if (o.onTimeout !== undefined) args.onTimeout = o.onTimeout;
   if (o.fromSnapshot !== undefined) args.fromSnapshot = o.fromSnapshot;
+  if (o.idleTimeout) args.idleTimeoutMs = o.idleTimeout;
   return args;
 }
 

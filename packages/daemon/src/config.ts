@@ -39,6 +39,8 @@ export interface DaemonConfig {
   previewDomain: string;
   /** sandboxes kept booted per image/runtime, e.g. "base/runc=2,base/runsc=1" (DEN_WARM_POOL); none by default */
   warmPool: string | undefined;
+  /** how often idle sandboxes are looked for and activity is saved (DEN_IDLE_CHECK_MS; default 5000) */
+  idleCheckIntervalMs: number;
   /**
    * E2B API: template names that mean a den image, e.g. { "code-interpreter-v1": "base" }. Any other template
    * name is looked up as a den image of that name (`base` is den's base image).
@@ -88,6 +90,7 @@ function fromEnv(env: NodeJS.ProcessEnv): Partialish {
     dnsUpstreams: list(env.DEN_DNS_UPSTREAMS),
     previewDomain: env.DEN_PREVIEW_DOMAIN,
     warmPool: env.DEN_WARM_POOL,
+    idleCheckIntervalMs: env.DEN_IDLE_CHECK_MS ? Number(env.DEN_IDLE_CHECK_MS) : undefined,
     e2bTemplateAliases: env.DEN_E2B_TEMPLATE_ALIASES
       ? parseTemplateAliases(env.DEN_E2B_TEMPLATE_ALIASES, 'DEN_E2B_TEMPLATE_ALIASES')
       : undefined,
@@ -208,6 +211,7 @@ export function resolveConfig(argv: string[] = [], env: NodeJS.ProcessEnv = proc
     dnsUpstreams: m.dnsUpstreams,
     previewDomain: (m.previewDomain ?? 'localhost').toLowerCase(),
     warmPool: m.warmPool,
+    idleCheckIntervalMs: m.idleCheckIntervalMs ?? 5_000,
     e2bTemplateAliases: checkTemplateAliases(m.e2bTemplateAliases ?? {}, 'e2bTemplateAliases'),
     objectStore: resolveObjectStoreConfig(m.objectStore, home),
   };
@@ -221,6 +225,12 @@ export function resolveConfig(argv: string[] = [], env: NodeJS.ProcessEnv = proc
     throw new DenError(
       'INVALID_ARGUMENT',
       `preview domain "${cfg.previewDomain}" must be a DNS name like localhost or preview.example.com`,
+    );
+  }
+  if (!Number.isInteger(cfg.idleCheckIntervalMs) || cfg.idleCheckIntervalMs < 100) {
+    throw new DenError(
+      'INVALID_ARGUMENT',
+      `idle check interval "${cfg.idleCheckIntervalMs}" must be a whole number of milliseconds, at least 100 (DEN_IDLE_CHECK_MS)`,
     );
   }
   if (cfg.defaultRuntime !== 'runsc' && cfg.defaultRuntime !== 'runc') {

@@ -15,10 +15,14 @@ import { denPaths } from './paths.js';
 import { PreviewProxy } from './proxy/preview-proxy.js';
 import { CachedPreviewResolver } from './proxy/target-cache.js';
 import { ensureAgentRoot } from './runtime/agent-root.js';
+import { cgroupCpuTimeNs, cgroupDirs } from './runtime/cgroups.js';
+import { cgroupPath } from './runtime/oci-spec.js';
 import { RuncRuntime } from './runtime/runc.js';
 import { RunscRuntime } from './runtime/runsc.js';
+import { ActivityTracker } from './services/activity.js';
 import { ApiKeyService } from './services/api-keys.js';
 import { AppPreviewService } from './services/app-preview/app-service.js';
+import { IdleService } from './services/idle.js';
 import { ImageService } from './services/images.js';
 import type { ObjectStore, Runtime, RuntimeName } from './services/ports.js';
 import { PreviewUrls } from './services/preview-urls.js';
@@ -85,6 +89,7 @@ export async function wire(config: DaemonConfig, log: PinoLogger): Promise<Daemo
 
     const images = new ImageStore(config.store);
     const objects = await openObjectStore(config.objectStore);
+    const activity = new ActivityTracker();
     const sandboxStore = new KyselySandboxStore(database.db);
     const sandboxes = new SandboxService({
       store: sandboxStore,
@@ -93,7 +98,9 @@ export async function wire(config: DaemonConfig, log: PinoLogger): Promise<Daemo
       network,
       defaultNetwork: network.normalize(config.defaultNetwork),
       images,
-      connectAgent: (socketPath) => new AgentClient(socketPath),
+      connectAgent: (socketPath, sandboxId) =>
+        new AgentClient(socketPath, { onSession: () => activity.openSession(sandboxId) }),
+      activity,
       paths,
       agentRootDir: await ensureAgentRoot(paths.agentRootsDir, REPO_ROOT),
       packageCacheDir: join(config.store, 'cache'),
@@ -114,6 +121,7 @@ export async function wire(config: DaemonConfig, log: PinoLogger): Promise<Daemo
       resolver: previewTargets,
       log,
       fastLane: { reserved: (head) => envd.matches(head) },
+      onActivity: (id) => activity.touch(id),
     });
     sandboxes.onPreviewChange((id) => previewTargets.forget(id));
     sandboxes.onLeaving((id) => {
@@ -157,6 +165,15 @@ export async function wire(config: DaemonConfig, log: PinoLogger): Promise<Daemo
     timeouts.start();
     const pool = new WarmPool(sandboxes, poolSpecs, log);
     pool.start();
+    const idle = new IdleService({
+      store: sandboxStore,
+      sandboxes,
+      activity,
+      cpuTimeNs: (id) => cgroupDirs(cgroupPath(id)).then(cgroupCpuTimeNs),
+      log,
+      intervalMs: config.idleCheckIntervalMs,
+    });
+    idle.start();
 
     return {
       app,
@@ -165,6 +182,7 @@ export async function wire(config: DaemonConfig, log: PinoLogger): Promise<Daemo
       async close() {
         clearInterval(timer);
         await timeouts.stop();
+        await idle.stop();
         pool.stop();
         await app.close();
         proxy.close();

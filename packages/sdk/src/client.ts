@@ -11,6 +11,7 @@ import type {
   ExecRequest,
   FileEntry,
   Image,
+  LifecycleRequest,
   ListeningPort,
   NetworkSettings,
   ProcessInfo,
@@ -264,6 +265,21 @@ export class DenClient {
   async setSandboxTimeout(ref: string, timeoutMs: number, opts?: RequestOptions): Promise<SandboxInfo> {
     return this.json(
       { method: 'POST', path: `${sandboxPath(ref)}/timeout`, body: { json: { timeoutMs } }, timeout: 'body' },
+      opts,
+    );
+  }
+
+  /**
+   * Changes the idle timeout (pause after that long without activity; 0 = never) and/or the timeout action.
+   *
+   * @example
+   * ```ts
+   * await den.updateLifecycle('ide', { idleTimeoutMs: 10 * 60_000 });
+   * ```
+   */
+  async updateLifecycle(ref: string, settings: LifecycleRequest, opts?: RequestOptions): Promise<SandboxInfo> {
+    return this.json(
+      { method: 'PUT', path: `${sandboxPath(ref)}/lifecycle`, body: { json: settings }, timeout: 'body' },
       opts,
     );
   }

@@ -1,6 +1,7 @@
 import type {
   CreateSandboxRequest,
   CreateSnapshotRequest,
+  LifecycleRequest,
   NetworkSettings,
   Sandbox as SandboxInfo,
   SandboxState,
@@ -70,6 +71,19 @@ export class Sandbox {
      */
     update(settings: NetworkSettings, opts?: RequestOptions): Promise<SandboxInfo>;
   };
+  /** idle auto-pause and the timeout action */
+  readonly lifecycle: {
+    /**
+     * Pauses the sandbox after `idleTimeoutMs` without activity (preview traffic, exec/PTY sessions, file calls, CPU
+     * use inside); the next request wakes it. 0 turns it off. `onTimeout` changes what the timeout does.
+     *
+     * @example
+     * ```ts
+     * await sbx.lifecycle.update({ idleTimeoutMs: 10 * 60_000 });
+     * ```
+     */
+    update(settings: LifecycleRequest, opts?: RequestOptions): Promise<SandboxInfo>;
+  };
   /** snapshots of this sandbox in the daemon's object store */
   readonly snapshots: {
     /**
@@ -102,6 +116,7 @@ export class Sandbox {
     this.ports = new Ports(client, info.id);
     this.app = new App(client, info.id);
     this.network = { update: (settings, opts) => client.updateNetwork(info.id, settings, opts) };
+    this.lifecycle = { update: (settings, opts) => client.updateLifecycle(info.id, settings, opts) };
     this.snapshots = {
       create: (request, opts) => client.createSnapshot(info.id, request, opts),
       list: async (opts) => (await client.listSnapshots(opts)).filter((s) => s.sandboxId === info.id),

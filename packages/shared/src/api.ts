@@ -91,8 +91,22 @@ const TimeoutMs = Type.Integer({
   description: 'milliseconds from now after which the onTimeout action runs; 0 = no timeout',
 });
 
+const IdleTimeoutMs = Type.Integer({
+  minimum: 0,
+  maximum: MAX_SANDBOX_TIMEOUT_MS,
+  description:
+    'pause the sandbox after this many ms without activity (preview traffic, exec/PTY sessions, file calls, CPU ' +
+    'use inside); the next request wakes it. 0 = never',
+});
+
 export const SetTimeoutRequest = Type.Object({ timeoutMs: TimeoutMs }, { additionalProperties: false });
 export type SetTimeoutRequest = Static<typeof SetTimeoutRequest>;
+
+export const LifecycleRequest = Type.Object(
+  { idleTimeoutMs: Type.Optional(IdleTimeoutMs), onTimeout: Type.Optional(OnTimeoutAction) },
+  { additionalProperties: false, minProperties: 1 },
+);
+export type LifecycleRequest = Static<typeof LifecycleRequest>;
 
 export const CreateSandboxRequest = Type.Object(
   {
@@ -109,6 +123,7 @@ export const CreateSandboxRequest = Type.Object(
     preview: Type.Optional(PreviewSettings),
     timeoutMs: Type.Optional(TimeoutMs),
     onTimeout: Type.Optional(OnTimeoutAction),
+    idleTimeoutMs: Type.Optional(IdleTimeoutMs),
     fromSnapshot: Type.Optional(
       Type.String({
         minLength: 1,
@@ -165,8 +180,11 @@ export const Sandbox = Type.Object({
   lastError: Type.Union([Type.String(), Type.Null()]),
   /** when the onTimeout action runs; null = no timeout. A timeout counts only while the sandbox runs. */
   timeoutAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
-  /** 'pause' is stored as 'stop' until den pauses with memory */
   onTimeout: OnTimeoutAction,
+  /** pause after this long without activity; null = never */
+  idleTimeoutMs: Type.Union([Type.Integer(), Type.Null()]),
+  /** the last activity den saw (requests, sessions, CPU use), as saved every few seconds; null = none yet */
+  lastActivityAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
 });
 export type Sandbox = Static<typeof Sandbox>;
 

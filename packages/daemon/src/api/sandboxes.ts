@@ -2,6 +2,7 @@ import {
   CreateSandboxRequest,
   ErrorResponse,
   Image,
+  LifecycleRequest,
   NetworkSettings,
   PortList,
   PreviewSettings,
@@ -77,6 +78,20 @@ export function sandboxRoutes(app: FastifyInstance, { sandboxes, snapshots, stat
       },
     },
     async (req) => view(await sandboxes.setTimeout((req.params as Ref).ref, (req.body as SetTimeoutRequest).timeoutMs)),
+  );
+  app.put(
+    '/v1/sandboxes/:ref/lifecycle',
+    {
+      schema: {
+        description:
+          'changes the idle timeout (idleTimeoutMs: pause after that long without activity; 0 = never) and/or the ' +
+          'action at the timeout (onTimeout); the idle clock restarts now',
+        params: SandboxRef,
+        body: LifecycleRequest,
+        response: { 200: Sandbox, ...errors },
+      },
+    },
+    async (req) => view(await sandboxes.updateLifecycle((req.params as Ref).ref, req.body as LifecycleRequest)),
   );
   app.put(
     '/v1/sandboxes/:ref/preview',

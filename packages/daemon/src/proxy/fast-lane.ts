@@ -15,8 +15,8 @@ export interface FastLaneOptions {
   isReserved(head: RequestHead): boolean;
   connectTimeoutMs: number;
   responseTimeoutMs: number;
-  /** called for every request the lane forwards (activity tracking) */
-  onRequest?: (sandboxId: string) => void;
+  /** called for every request the lane forwards and every chunk of an upgraded connection (idle tracking) */
+  onActivity?: (sandboxId: string) => void;
 }
 
 /**
@@ -104,6 +104,7 @@ class LaneConnection {
 
   private fromClient(chunk: Buffer): void {
     if (this.raw && this.upstream && !this.working) {
+      if (this.target) this.options.onActivity?.(this.target.sandboxId);
       this.toUpstream(chunk);
       return;
     }
@@ -192,7 +193,7 @@ class LaneConnection {
     let text = `${head.method} ${head.url} HTTP/1.1\r\n`;
     for (let i = 0; i + 1 < fields.length; i += 2) text += `${fields[i]}: ${fields[i + 1]}\r\n`;
     this.toUpstream(Buffer.from(`${text}\r\n`, 'latin1'));
-    this.options.onRequest?.(target.sandboxId);
+    this.options.onActivity?.(target.sandboxId);
     this.pending = this.pending.subarray(head.length);
     this.waitingFor = head;
     this.bodyLeft = bodyLength;
@@ -249,6 +250,7 @@ class LaneConnection {
         this.waitingFor = undefined;
         clearTimeout(this.responseTimer);
       }
+      if (this.raw) this.options.onActivity?.(target.sandboxId);
       if (!this.client.write(chunk) && !upstream.isPaused()) {
         upstream.pause();
         this.client.once('drain', () => upstream.resume());

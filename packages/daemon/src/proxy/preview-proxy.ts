@@ -53,6 +53,8 @@ export interface PreviewProxyOptions {
    * with a preview-like host that are not previews (E2B's envd): they go to the daemon's own handlers.
    */
   fastLane?: false | { reserved?: (head: RequestHead) => boolean };
+  /** called for each preview request and each chunk of a WebSocket (the daemon's idle tracking) */
+  onActivity?: (sandboxId: string) => void;
 }
 
 type Admission = { target: PreviewTarget; setCookie: string | undefined };
@@ -79,6 +81,7 @@ export class PreviewProxy {
   private readonly connectTimeoutMs: number;
   private readonly responseTimeoutMs: number;
   private readonly fastLane: PreviewFastLane | undefined;
+  private readonly onActivity: (sandboxId: string) => void;
 
   constructor(options: PreviewProxyOptions) {
     this.domain = options.domain;
@@ -86,6 +89,7 @@ export class PreviewProxy {
     this.log = options.log;
     this.connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
     this.responseTimeoutMs = options.responseTimeoutMs ?? 120_000;
+    this.onActivity = options.onActivity ?? (() => {});
     if (options.fastLane !== false) {
       const reserved = options.fastLane?.reserved;
       this.fastLane = new PreviewFastLane({
@@ -95,6 +99,7 @@ export class PreviewProxy {
         isReserved: reserved ?? (() => false),
         connectTimeoutMs: this.connectTimeoutMs,
         responseTimeoutMs: this.responseTimeoutMs,
+        onActivity: this.onActivity,
       });
     }
   }
@@ -124,6 +129,7 @@ export class PreviewProxy {
       sendError(req, res, admission);
       return;
     }
+    this.onActivity(admission.target.sandboxId);
     this.forward(req, res, route, admission, true);
   }
 
@@ -145,6 +151,7 @@ export class PreviewProxy {
     }
     if (socket.destroyed) return;
     const { target } = admission;
+    this.onActivity(target.sandboxId);
     upstream = request({
       host: target.address,
       port: target.port,
@@ -163,7 +170,7 @@ export class PreviewProxy {
       writeRawUpgrade(socket, upRes);
       if (upHead.length > 0) socket.write(upHead);
       if (head.length > 0) upSocket.write(head);
-      joinSockets(socket, upSocket);
+      joinSockets(socket, upSocket, () => this.onActivity(target.sandboxId));
     });
     upstream.on('response', (upRes: IncomingMessage) => {
       // The app answered without switching protocols (e.g. 404 or 401 from the app): relay it and close.
@@ -336,7 +343,9 @@ function writeRawUpgrade(socket: Duplex, upRes: IncomingMessage): void {
  * Copies bytes both ways. An end (FIN) passes through `pipe`; when one side closes completely the other is ended
  * after its pending writes are flushed (a WebSocket close frame must not be thrown away), then destroyed.
  */
-function joinSockets(client: Duplex, upstream: Socket): void {
+function joinSockets(client: Duplex, upstream: Socket, onData: () => void): void {
+  upstream.on('data', onData);
+  client.on('data', onData);
   upstream.setNoDelay(true);
   if ('setNoDelay' in client && typeof client.setNoDelay === 'function') (client as Socket).setNoDelay(true);
   upstream.pipe(client);

@@ -95,3 +95,33 @@ export async function isAlive(pid: number): Promise<boolean> {
     return false;
   }
 }
+
+export async function readCgroupText(path: string): Promise<string | undefined> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+/** `key value` lines (memory.stat, cpu.stat) as numbers. */
+export function cgroupStatLines(text: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    const [k, v] = line.split(' ');
+    if (k && v !== undefined) out.set(k, Number(v));
+  }
+  return out;
+}
+
+/** CPU time of the cgroup in ns: cgroup v1 cpuacct.usage, or v2 cpu.stat usage_usec. */
+export async function cgroupCpuTimeNs(dirs: string[]): Promise<number | undefined> {
+  for (const dir of dirs) {
+    const v1 = await readCgroupText(join(dir, 'cpuacct.usage'));
+    if (v1 !== undefined) return Number(v1.trim());
+    const v2 = await readCgroupText(join(dir, 'cpu.stat'));
+    const usec = v2 === undefined ? undefined : cgroupStatLines(v2).get('usage_usec');
+    if (usec !== undefined) return usec * 1000;
+  }
+  return undefined;
+}

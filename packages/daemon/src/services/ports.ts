@@ -132,6 +132,10 @@ export interface SandboxRecord {
   pause: PauseInfo | null;
   /** waiting unassigned in the warm pool: invisible to the API until a create takes it */
   pooled: boolean;
+  /** pause after this many ms without activity; null = never */
+  idleTimeoutMs: number | null;
+  /** last activity seen (ISO-8601 UTC), saved every few seconds while the sandbox is used */
+  lastActivityAt: string | null;
 }
 
 export interface PauseInfo {
@@ -270,4 +274,5 @@ export interface ObjectStore {
  * it); services and routes depend on this type, not on how it is implemented.
  */
 export type AgentConnection = AgentClient;
-export type AgentConnector = (socketPath: string) => AgentConnection;
+/** Connects to the agent of sandbox `sandboxId` at `socketPath`. */
+export type AgentConnector = (socketPath: string, sandboxId: string) => AgentConnection;

@@ -16,6 +16,7 @@ import {
   type SandboxState,
 } from '@den/shared';
 import type { DenPaths } from '../paths.js';
+import type { ActivityTracker } from './activity.js';
 import { KeyedMutex } from './keyed-mutex.js';
 import type {
   AgentConnection,
@@ -52,6 +53,8 @@ export interface SandboxServiceDeps {
   packageCacheDir?: string;
   defaultRuntime: RuntimeName;
   log: Logger;
+  /** told about calls that use a sandbox (idle auto-pause); optional */
+  activity?: ActivityTracker;
 }
 
 /** How long a fresh container's agent has to answer before the start counts as failed. */
@@ -108,6 +111,7 @@ export class SandboxService {
     // Wake on request: a call for a paused sandbox resumes it and waits for it (concurrent callers share the
     // resume: the first holds the sandbox's lock, the others then find it running).
     if (rec.desiredState === 'paused' || WAKEABLE_STATES.has(rec.state)) rec = await this.resume(rec.id);
+    this.deps.activity?.touch(rec.id);
     if (rec.state !== 'running') {
       const label = rec.name ?? rec.id;
       const hint =
@@ -170,6 +174,8 @@ export class SandboxService {
       timeoutAt: timeoutAtFrom(req.timeoutMs),
       onTimeout: toStoredAction(req.onTimeout),
       envdAccessToken: options.envdAccessToken ?? null,
+      idleTimeoutMs: req.idleTimeoutMs || null,
+      lastActivityAt: null,
     };
     // The row goes in first: whatever exists on the machine for a sandbox always has a row, so a crash at any
     // later point is finished (or cleaned up) by reconcile. The address is chosen and stored in one step.
@@ -235,6 +241,8 @@ export class SandboxService {
           timeoutAt: timeoutAtFrom(req.timeoutMs),
           onTimeout: toStoredAction(req.onTimeout),
           envdAccessToken: options.envdAccessToken ?? null,
+          idleTimeoutMs: req.idleTimeoutMs || null,
+          lastActivityAt: new Date().toISOString(),
         }))!;
         if (JSON.stringify(network) !== JSON.stringify(picked.network) && updated.address) {
           await this.deps.network.updatePolicy(this.networkSpec(updated, updated.address));
@@ -438,6 +446,22 @@ export class SandboxService {
     }
     const patch: Partial<SandboxRecord> = { timeoutAt };
     if (opts.onTimeout) patch.onTimeout = toStoredAction(opts.onTimeout);
+    return (await this.deps.store.update(rec.id, patch))!;
+  }
+
+  /** Changes the idle timeout (0 = none) and/or the timeout action of a sandbox; the idle clock restarts now. */
+  async updateLifecycle(
+    ref: string,
+    settings: { idleTimeoutMs?: number; onTimeout?: OnTimeoutAction },
+  ): Promise<SandboxRecord> {
+    const rec = await this.resolve(ref);
+    const patch: Partial<SandboxRecord> = {};
+    if (settings.idleTimeoutMs !== undefined) {
+      patch.idleTimeoutMs = settings.idleTimeoutMs || null;
+      patch.lastActivityAt = new Date().toISOString();
+      this.deps.activity?.touch(rec.id);
+    }
+    if (settings.onTimeout !== undefined) patch.onTimeout = toStoredAction(settings.onTimeout);
     return (await this.deps.store.update(rec.id, patch))!;
   }
 
@@ -652,11 +676,14 @@ export class SandboxService {
     t.mark(restored ? 'restore' : 'runtime');
     await this.agent(rec.id).waitReady(AGENT_READY_TIMEOUT_MS);
     t.mark('agent');
+    // A start or resume counts as activity: an idle timeout runs from here.
+    this.deps.activity?.touch(rec.id);
     const updated = await this.deps.store.update(rec.id, {
       state: 'running',
       ...(restored && rec.startedAt ? {} : { startedAt: new Date().toISOString() }),
       lastError: null,
       pause: null,
+      lastActivityAt: new Date().toISOString(),
     });
     this.deps.log.info({ sandbox: rec.id, runtime: rec.runtime, ms: t.steps }, 'sandbox running');
     return updated!;
@@ -837,6 +864,7 @@ export class SandboxService {
 
   private async ensureDeleted(rec: SandboxRecord): Promise<void> {
     this.dropAgent(rec.id);
+    this.deps.activity?.forget(rec.id);
     this.notifyLeaving(rec.id);
     const rt = this.deps.runtimes[rec.runtime];
     if (rt) await rt.delete(rec.id);
@@ -879,7 +907,7 @@ export class SandboxService {
   private agent(id: string): AgentConnection {
     let agent = this.agents.get(id);
     if (!agent) {
-      agent = this.deps.connectAgent(this.deps.paths.sandbox(id).agentSocket);
+      agent = this.deps.connectAgent(this.deps.paths.sandbox(id).agentSocket, id);
       this.agents.set(id, agent);
     }
     return agent;

@@ -46,6 +46,10 @@ export interface SandboxesTable {
   pause_json: string | null;
   /** 0 or 1: waiting unassigned in the warm pool */
   pooled: number;
+  /** ms; bigint (PostgreSQL returns it as a string); null = no idle pause */
+  idle_timeout_ms: number | string | null;
+  /** ISO-8601 UTC */
+  last_activity_at: string | null;
 }
 
 export interface ApiKeysTable {

@@ -113,4 +113,15 @@ export const migrations: Record<string, Migration> = {
       await db.schema.alterTable('sandboxes').dropColumn('pooled').execute();
     },
   },
+  '0008_sandbox_idle': {
+    async up(db: Kysely<unknown>) {
+      // Idle auto-pause: the timeout (ms, null = never) and the last activity seen, saved every few seconds.
+      await db.schema.alterTable('sandboxes').addColumn('idle_timeout_ms', 'bigint').execute();
+      await db.schema.alterTable('sandboxes').addColumn('last_activity_at', 'text').execute();
+    },
+    async down(db: Kysely<unknown>) {
+      await db.schema.alterTable('sandboxes').dropColumn('last_activity_at').execute();
+      await db.schema.alterTable('sandboxes').dropColumn('idle_timeout_ms').execute();
+    },
+  },
 };

@@ -36,6 +36,8 @@ function toRecord(row: Selectable<SandboxesTable>): SandboxRecord {
     envdAccessToken: row.envd_access_token,
     pause: row.pause_json ? (JSON.parse(row.pause_json) as PauseInfo) : null,
     pooled: Number(row.pooled) === 1,
+    idleTimeoutMs: row.idle_timeout_ms === null ? null : Number(row.idle_timeout_ms),
+    lastActivityAt: row.last_activity_at,
   };
 }
 
@@ -65,6 +67,8 @@ function toColumns(patch: Partial<SandboxRecord>): Partial<Columns> {
   if (patch.envdAccessToken !== undefined) out.envd_access_token = patch.envdAccessToken;
   if (patch.pause !== undefined) out.pause_json = patch.pause ? JSON.stringify(patch.pause) : null;
   if (patch.pooled !== undefined) out.pooled = patch.pooled ? 1 : 0;
+  if (patch.idleTimeoutMs !== undefined) out.idle_timeout_ms = patch.idleTimeoutMs;
+  if (patch.lastActivityAt !== undefined) out.last_activity_at = patch.lastActivityAt;
   return out;
 }
 

@@ -38,7 +38,21 @@ export function sandboxStoreSuite(name: string, open: () => Promise<{ store: San
       timeoutAt: null,
       onTimeout: 'delete',
       envdAccessToken: null,
+      idleTimeoutMs: null,
+      lastActivityAt: null,
       ...over,
+    });
+
+    test('idle fields round-trip, including a timeout beyond 32 bits', async () => {
+      const rec = record({ idleTimeoutMs: 30 * 24 * 3600 * 1000, lastActivityAt: '2026-11-22T10:00:00.000Z' });
+      await store.insert(rec);
+      const got = await store.get(rec.id);
+      assert.equal(got?.idleTimeoutMs, 30 * 24 * 3600 * 1000);
+      assert.equal(got?.lastActivityAt, '2026-11-22T10:00:00.000Z');
+      const cleared = await store.update(rec.id, { idleTimeoutMs: null, lastActivityAt: '2026-11-22T10:00:05.000Z' });
+      assert.equal(cleared?.idleTimeoutMs, null);
+      assert.equal(cleared?.lastActivityAt, '2026-11-22T10:00:05.000Z');
+      await store.delete(rec.id);
     });
 
     test('timeout fields and the envd token round-trip; listExpired finds due sandboxes meant to run', async () => {

@@ -1,6 +1,11 @@
-import { readFile, statfs } from 'node:fs/promises';
+import { statfs } from 'node:fs/promises';
 import { join } from 'node:path';
-import { cgroupDirs } from '../../runtime/cgroups.js';
+import {
+  cgroupDirs,
+  cgroupCpuTimeNs as cpuTimeNs,
+  readCgroupText as readText,
+  cgroupStatLines as statLines,
+} from '../../runtime/cgroups.js';
 import { cgroupPath } from '../../runtime/oci-spec.js';
 import type { SandboxRecord } from '../../services/ports.js';
 
@@ -57,36 +62,6 @@ export class CgroupSandboxMetrics implements SandboxMetricsSource {
       diskTotal: disk.blocks * disk.bsize,
     };
   }
-}
-
-async function readText(path: string): Promise<string | undefined> {
-  try {
-    return await readFile(path, 'utf8');
-  } catch {
-    return undefined;
-  }
-}
-
-/** `key value` lines (memory.stat, cpu.stat) as numbers. */
-function statLines(text: string): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    const [k, v] = line.split(' ');
-    if (k && v !== undefined) out.set(k, Number(v));
-  }
-  return out;
-}
-
-/** CPU time of the cgroup in ns: cgroup v1 cpuacct.usage, or v2 cpu.stat usage_usec. */
-async function cpuTimeNs(dirs: string[]): Promise<number | undefined> {
-  for (const dir of dirs) {
-    const v1 = await readText(join(dir, 'cpuacct.usage'));
-    if (v1 !== undefined) return Number(v1.trim());
-    const v2 = await readText(join(dir, 'cpu.stat'));
-    const usec = v2 === undefined ? undefined : statLines(v2).get('usage_usec');
-    if (usec !== undefined) return usec * 1000;
-  }
-  return undefined;
 }
 
 /**

@@ -42,6 +42,8 @@ const record = (over: Partial<SandboxRecord> = {}): SandboxRecord => ({
   timeoutAt: null,
   onTimeout: 'delete',
   envdAccessToken: null,
+  idleTimeoutMs: null,
+  lastActivityAt: null,
   ...over,
 });
 

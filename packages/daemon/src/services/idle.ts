@@ -1,0 +1,117 @@
+import type { ActivityTracker } from './activity.js';
+import type { SandboxRecord, SandboxStore } from './ports.js';
+import type { Logger } from './sandbox-service.js';
+
+export interface IdleServiceDeps {
+  store: Pick<SandboxStore, 'list' | 'update'>;
+  sandboxes: { pause(ref: string): Promise<unknown> };
+  activity: ActivityTracker;
+  /** CPU time used by the sandbox so far in ns (its cgroup), undefined when it has no cgroup */
+  cpuTimeNs(sandboxId: string): Promise<number | undefined>;
+  log: Logger;
+  intervalMs: number;
+}
+
+/** CPU use above this share of one core between two checks counts as activity (a build is not idle). */
+const BUSY_CPU_SHARE = 0.05;
+
+/**
+ * Pauses running sandboxes that have an idle timeout once nothing has used them for that long; the next request
+ * wakes them (SandboxService.agentFor, the preview proxy). Activity is what the ActivityTracker saw (requests and
+ * open sessions) plus CPU use inside the sandbox measured between two checks. Each check also saves the last
+ * activity of touched sandboxes to the database, so the idle clock continues across a daemon restart.
+ */
+export class IdleService {
+  private timer: NodeJS.Timeout | undefined;
+  private ticking = false;
+  private readonly cpu = new Map<string, { ns: number; at: bigint }>();
+  private readonly pausing = new Set<string>();
+
+  constructor(private readonly deps: IdleServiceDeps) {}
+
+  start(): void {
+    if (this.timer) return;
+    this.timer = setInterval(() => void this.tick(), this.deps.intervalMs);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    this.timer = undefined;
+    while (this.ticking || this.pausing.size > 0) await new Promise((r) => setTimeout(r, 20));
+    await this.saveActivity();
+  }
+
+  async tick(now = Date.now()): Promise<void> {
+    if (this.ticking) return;
+    this.ticking = true;
+    try {
+      const running = (await this.deps.store.list({ state: 'running' })).filter(
+        (r) => r.idleTimeoutMs && !r.pooled && r.desiredState === 'running',
+      );
+      const watched = new Set(running.map((r) => r.id));
+      for (const id of this.cpu.keys()) if (!watched.has(id)) this.cpu.delete(id);
+      for (const rec of running) {
+        const measured = await this.cpuWasBusy(rec.id);
+        if (measured !== false || this.deps.activity.hasOpenSession(rec.id)) {
+          // Busy, or no CPU figure to judge by yet (the first check after a start or a daemon restart).
+          if (measured === true || this.deps.activity.hasOpenSession(rec.id)) this.deps.activity.touch(rec.id, now);
+          continue;
+        }
+        if (now - lastActivity(rec, this.deps.activity) >= rec.idleTimeoutMs!) void this.pause(rec);
+      }
+      await this.saveActivity();
+    } catch (err) {
+      this.deps.log.error({ err: String(err) }, 'idle check failed');
+    } finally {
+      this.ticking = false;
+    }
+  }
+
+  /** true: busy since the previous check; false: quiet; undefined: no previous reading to compare with. */
+  private async cpuWasBusy(id: string): Promise<boolean | undefined> {
+    const ns = await this.deps.cpuTimeNs(id);
+    const at = process.hrtime.bigint();
+    const previous = this.cpu.get(id);
+    if (ns === undefined) return undefined;
+    this.cpu.set(id, { ns, at });
+    if (!previous) return undefined;
+    const elapsedNs = Number(at - previous.at);
+    return elapsedNs > 0 && (ns - previous.ns) / elapsedNs > BUSY_CPU_SHARE;
+  }
+
+  private async pause(rec: SandboxRecord): Promise<void> {
+    if (this.pausing.has(rec.id)) return;
+    this.pausing.add(rec.id);
+    try {
+      this.deps.log.info({ sandbox: rec.id, idleTimeoutMs: rec.idleTimeoutMs }, 'sandbox idle; pausing it');
+      await this.deps.sandboxes.pause(rec.id);
+      this.cpu.delete(rec.id);
+    } catch (err) {
+      // Tried again at the next check (e.g. a lifecycle operation was under way).
+      this.deps.log.warn({ sandbox: rec.id, err: String(err) }, 'idle pause failed');
+    } finally {
+      this.pausing.delete(rec.id);
+    }
+  }
+
+  private async saveActivity(): Promise<void> {
+    for (const [id, at] of this.deps.activity.takeTouched()) {
+      await this.deps.store.update(id, { lastActivityAt: new Date(at).toISOString() }).catch(() => undefined);
+    }
+  }
+}
+
+/** The latest of: what this daemon saw, what was saved (before a restart), and when the sandbox last started. */
+function lastActivity(rec: SandboxRecord, activity: ActivityTracker): number {
+  const times = [activity.lastSeen(rec.id), parse(rec.lastActivityAt), parse(rec.startedAt)].filter(
+    (t): t is number => t !== undefined,
+  );
+  return times.length > 0 ? Math.max(...times) : Date.now();
+}
+
+function parse(iso: string | null): number | undefined {
+  if (!iso) return undefined;
+  const t = Date.parse(iso);
+  return Number.isNaN(t) ? undefined : t;
+}

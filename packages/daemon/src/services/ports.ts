@@ -276,3 +276,57 @@ export interface ObjectStore {
 export type AgentConnection = AgentClient;
 /** Connects to the agent of sandbox `sandboxId` at `socketPath`. */
 export type AgentConnector = (socketPath: string, sandboxId: string) => AgentConnection;
+
+export interface SnapshotPart {
+  /** 'upper', or 'extra/<name>' */
+  name: string;
+  key: string;
+  /** how the part is encoded; the only one so far */
+  encoding: 'tar+zstd';
+  /** bytes stored (compressed) */
+  size: number;
+  /** SHA-256 of the stored bytes, lowercase hex */
+  sha256: string;
+  /** ISO-8601 UTC */
+  createdAt: string;
+}
+
+export interface SnapshotManifest {
+  /** 'den-snapshot/1' */
+  format: 'den-snapshot/1';
+  /** the key prefix the snapshot lives under */
+  prefix: string;
+  createdAt: string;
+  /** where it came from: the caller's fields (sandbox id, image, runtime, ...) plus the writer's hostname */
+  source: Record<string, string>;
+  parts: SnapshotPart[];
+}
+
+export interface WriteSnapshotOptions {
+  /** key prefix of the new snapshot, e.g. `snapshots/<id>`; it must not hold a snapshot yet */
+  prefix: string;
+  /** the directory to archive: the sandbox's overlay upper dir (stopped or paused, so it does not change) */
+  upperDir: string;
+  /** extra directories stored as their own parts, e.g. `{ name: 'memory', dir: <runsc checkpoint image dir> }` */
+  extras?: { name: string; dir: string }[];
+  source?: Record<string, string>;
+}
+
+export interface RestoreSnapshotOptions {
+  /** where the upper dir is restored to */
+  upperDir: string;
+  /** extras are restored to `<extrasDir>/<name>`; without it they are not read at all (a filesystem-only restore) */
+  extrasDir?: string;
+  /** replace targets that exist (only after every part verified); without it an existing target is FILE_EXISTS */
+  replace?: boolean;
+}
+
+/** Snapshots of a directory tree (plus extra directories) in the object store, verified when restored. */
+export interface SnapshotArchiver {
+  /** archives the upper dir and extras; the manifest is written last */
+  write(opts: WriteSnapshotOptions): Promise<SnapshotManifest>;
+  /** OBJECT_NOT_FOUND when there is no snapshot at `prefix` */
+  manifest(prefix: string): Promise<SnapshotManifest>;
+  /** stages and verifies every part, then moves them into place; SNAPSHOT_CORRUPT leaves the targets untouched */
+  restore(prefix: string, opts: RestoreSnapshotOptions): Promise<SnapshotManifest>;
+}

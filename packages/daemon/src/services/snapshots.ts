@@ -7,9 +7,8 @@ import {
   type RuntimeName,
   type Snapshot,
 } from '@den/shared';
-import type { SnapshotArchive, SnapshotManifest } from '../storage/snapshot-archive.js';
 import { KeyedMutex } from './keyed-mutex.js';
-import type { ImageCatalog, ObjectStore, SandboxRecord } from './ports.js';
+import type { ImageCatalog, ObjectStore, SandboxRecord, SnapshotArchiver, SnapshotManifest } from './ports.js';
 import type { SandboxService } from './sandbox-service.js';
 
 /** Where snapshots live in the object store: `snapshots/<id>/` (parts and manifest.json, see snapshot-archive.ts). */
@@ -19,7 +18,7 @@ const MANIFEST = /^snapshots\/([a-z0-9]{20})\/manifest\.json$/;
 const KIND = 'den-sandbox-snapshot';
 
 export interface SnapshotServiceDeps {
-  archive: SnapshotArchive;
+  archive: SnapshotArchiver;
   objects: ObjectStore;
   sandboxes: SandboxService;
   images: ImageCatalog;

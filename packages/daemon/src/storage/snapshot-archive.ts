@@ -6,7 +6,14 @@ import { hostname } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { DenError } from '@den/shared';
-import type { ObjectStore } from '../services/ports.js';
+import type {
+  ObjectStore,
+  RestoreSnapshotOptions,
+  SnapshotArchiver,
+  SnapshotManifest,
+  SnapshotPart,
+  WriteSnapshotOptions,
+} from '../services/ports.js';
 import { checkKey } from './object-store/keys.js';
 
 /**
@@ -31,48 +38,7 @@ import { checkKey } from './object-store/keys.js';
 
 export const SNAPSHOT_FORMAT = 'den-snapshot/1';
 
-export interface SnapshotPart {
-  /** 'upper', or 'extra/<name>' */
-  name: string;
-  key: string;
-  /** how the part is encoded; the only one so far */
-  encoding: 'tar+zstd';
-  /** bytes stored (compressed) */
-  size: number;
-  /** SHA-256 of the stored bytes, lowercase hex */
-  sha256: string;
-  /** ISO-8601 UTC */
-  createdAt: string;
-}
-
-export interface SnapshotManifest {
-  format: typeof SNAPSHOT_FORMAT;
-  /** the key prefix the snapshot lives under */
-  prefix: string;
-  createdAt: string;
-  /** where it came from: the caller's fields (sandbox id, image, runtime, ...) plus the writer's hostname */
-  source: Record<string, string>;
-  parts: SnapshotPart[];
-}
-
-export interface WriteSnapshotOptions {
-  /** key prefix of the new snapshot, e.g. `snapshots/<id>`; it must not hold a snapshot yet */
-  prefix: string;
-  /** the directory to archive: the sandbox's overlay upper dir (stopped or paused, so it does not change) */
-  upperDir: string;
-  /** extra directories stored as their own parts, e.g. `{ name: 'memory', dir: <runsc checkpoint image dir> }` */
-  extras?: { name: string; dir: string }[];
-  source?: Record<string, string>;
-}
-
-export interface RestoreSnapshotOptions {
-  /** where the upper dir is restored to */
-  upperDir: string;
-  /** extras are restored to `<extrasDir>/<name>`; without it they are not read at all (a filesystem-only restore) */
-  extrasDir?: string;
-  /** replace targets that exist (only after every part verified); without it an existing target is FILE_EXISTS */
-  replace?: boolean;
-}
+export type { RestoreSnapshotOptions, SnapshotManifest, SnapshotPart, WriteSnapshotOptions };
 
 const EXTRA_NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 
@@ -87,7 +53,7 @@ export const XATTR_ARGS = [
   '--xattrs-include=security.capability',
 ];
 
-export class SnapshotArchive {
+export class SnapshotArchive implements SnapshotArchiver {
   private readonly tar: string;
   private readonly zstdLevel: number;
 

@@ -206,8 +206,7 @@ export abstract class OciRuntime implements Runtime {
 
   async kill(id: string, signal = 'SIGKILL'): Promise<void> {
     checkId(id);
-    const st = await this.state(id);
-    if (!st || st.status === 'stopped') return;
+    // The runtime is asked for the state only when the signal could not be sent (each call spawns the runtime).
     try {
       await this.invoke(['kill', id, signal], TIMEOUT_MS.kill);
     } catch (err) {

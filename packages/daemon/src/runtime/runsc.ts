@@ -127,7 +127,9 @@ export class RunscRuntime extends OciRuntime {
    */
   override async checkpoint(id: string, imageDir: string): Promise<void> {
     await mkdir(imageDir, { recursive: true });
-    await this.invoke(['checkpoint', '--image-path', imageDir, id], 120_000);
+    // Uncompressed: measured here, flate made the checkpoint ~300 ms slower and the restore ~350 ms slower for a
+    // small Node server (a 28 MB image); disk is cheaper than the wait.
+    await this.invoke(['checkpoint', '--compression', 'none', '--image-path', imageDir, id], 120_000);
   }
 
   protected override async prepareRootfs(config: ContainerConfig): Promise<void> {

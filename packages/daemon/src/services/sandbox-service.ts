@@ -618,20 +618,31 @@ export class SandboxService {
     if (rec.state !== 'creating') await this.deps.store.update(rec.id, { state: 'starting' });
     const image = await images.get(rec.image);
     await mkdir(p.dir, { recursive: true });
-    await rootfs.ensureDisk(rec.id, rec.diskMB);
-    if (opts.fillDisk) {
-      // A sandbox made from a snapshot: its files (and memory image) are in place before the overlay is mounted.
-      await opts.fillDisk({ upperDir: await rootfs.mountDisk(rec.id), checkpointDir: p.checkpointDir });
-    }
-    t.mark('disk');
-    const rootfsDir = await rootfs.mount(rec.id, images.layerDirs(image));
-    t.mark('mount');
     this.dropAgent(rec.id);
     if (!opts.fresh) await rt.delete(rec.id);
     const address = rec.address ?? (await this.assignAddress(rec.id));
-    const net = await this.deps.network.setUp(this.networkSpec(rec, address));
+    // The disk and overlay, and the network namespace, do not depend on each other: they are made at the same time.
+    const [rootfsDir, net] = await allSettledOrThrow([
+      (async () => {
+        const started = performance.now();
+        await rootfs.ensureDisk(rec.id, rec.diskMB);
+        if (opts.fillDisk) {
+          // A sandbox made from a snapshot: its files (and memory image) are in place before the overlay is mounted.
+          await opts.fillDisk({ upperDir: await rootfs.mountDisk(rec.id), checkpointDir: p.checkpointDir });
+        }
+        const dir = await rootfs.mount(rec.id, images.layerDirs(image));
+        t.steps.disk = Math.round(performance.now() - started);
+        return dir;
+      })(),
+      (async () => {
+        const started = performance.now();
+        const attachment = await this.deps.network.setUp(this.networkSpec(rec, address));
+        t.steps.network = Math.round(performance.now() - started);
+        return attachment;
+      })(),
+    ] as const);
     this.adopted.add(rec.id);
-    t.mark('network');
+    t.mark('prepare');
     await rm(p.agentSocket, { force: true });
     await mkdir(p.socketDir, { recursive: true });
     const sandboxEnv = {
@@ -661,7 +672,9 @@ export class SandboxService {
     if (memoryImage) {
       try {
         await rt.run(config, { restoreFrom: memoryImage });
+        t.mark('restore');
         await this.wakeRestoredAgent(rt, rec.id);
+        t.mark('wake');
         restored = true;
       } catch (err) {
         this.deps.log.warn(
@@ -672,8 +685,10 @@ export class SandboxService {
       }
       await rm(memoryImage, { recursive: true, force: true });
     }
-    if (!restored) await rt.run(config);
-    t.mark(restored ? 'restore' : 'runtime');
+    if (!restored) {
+      await rt.run(config);
+      t.mark('runtime');
+    }
     await this.agent(rec.id).waitReady(AGENT_READY_TIMEOUT_MS);
     t.mark('agent');
     // A start or resume counts as activity: an idle timeout runs from here.
@@ -728,6 +743,7 @@ export class SandboxService {
       await rm(imageDir, { recursive: true, force: true });
     }
     const paused = await this.finishPause(rec, reason === undefined, reason);
+    t.mark('teardown');
     this.deps.log.info({ sandbox: rec.id, memory: reason === undefined, ms: t.steps }, 'sandbox paused');
     return paused;
   }
@@ -744,10 +760,13 @@ export class SandboxService {
       }))!;
     }
     this.dropAgent(rec.id);
-    await rt.delete(rec.id);
-    await this.deps.network.tearDown(rec.id, rec.address);
+    // The checkpoint stopped the sandbox: its container state, its namespace and its mounts go at the same time
+    // (the mounts once the container's gofer is gone).
+    await allSettledOrThrow([
+      rt.delete(rec.id).then(() => this.deps.rootfs.unmount(rec.id)),
+      this.deps.network.tearDown(rec.id, rec.address),
+    ]);
     this.adopted.delete(rec.id);
-    await this.deps.rootfs.unmount(rec.id);
     return (await this.deps.store.update(rec.id, {
       state: 'paused',
       pause: { memory: true, reason: null, at: new Date().toISOString() },
@@ -1024,6 +1043,19 @@ function firstLine(err: unknown): string {
 
 function newPreviewToken(): string {
   return randomBytes(24).toString('base64url');
+}
+
+/**
+ * Waits for every step (none is left running behind the caller's back, e.g. into a rollback) and then fails with the
+ * first error, if any.
+ */
+async function allSettledOrThrow<T extends readonly unknown[]>(
+  steps: readonly [...{ [K in keyof T]: Promise<T[K]> }],
+): Promise<T> {
+  const results = await Promise.allSettled(steps);
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+  return results.map((r) => (r as PromiseFulfilledResult<unknown>).value) as unknown as T;
 }
 
 function sleep(ms: number): Promise<void> {

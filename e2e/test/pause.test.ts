@@ -1,24 +1,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { Sandbox } from '@den/sdk';
+import { COUNTER, count } from '../src/counter.js';
 import { type FakeInternet, startFakeInternet } from '../src/fake-internet.js';
 import { destroyDaemon, startDaemon, type TestDaemon, waitFor } from '../src/harness.js';
 import { httpGet } from '../src/http.js';
 import { leftovers, networkLeftovers } from '../src/leaks.js';
-
-/** A process that counts in memory and writes the count to a file every 100 ms: it shows whether memory survived. */
-const COUNTER = `nohup python3 -c "
-import time
-i = 0
-while True:
-    i += 1
-    open('/tmp/count', 'w').write(str(i))
-    time.sleep(0.1)
-" >/dev/null 2>&1 &`;
-
-async function count(sbx: Sandbox): Promise<number> {
-  return Number((await sbx.commands.run('cat /tmp/count')).stdout);
-}
 
 describe('pause and resume', () => {
   let daemon: TestDaemon;

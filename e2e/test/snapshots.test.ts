@@ -5,25 +5,12 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { DenClient, Sandbox } from '@den/sdk';
+import { COUNTER, count } from '../src/counter.js';
 import { DEN_BIN, destroyDaemon, REPO_ROOT, startDaemon, type TestDaemon, waitFor } from '../src/harness.js';
 import { httpGet } from '../src/http.js';
 import { leftovers, networkLeftovers } from '../src/leaks.js';
 
 const run = promisify(execFile);
-
-/** A process that counts in memory and writes the count every 100 ms: it shows whether memory came along. */
-const COUNTER = `nohup python3 -c "
-import time
-i = 0
-while True:
-    i += 1
-    open('/tmp/count', 'w').write(str(i))
-    time.sleep(0.1)
-" >/dev/null 2>&1 &`;
-
-async function count(sbx: Sandbox): Promise<number> {
-  return Number((await sbx.commands.run('cat /tmp/count')).stdout);
-}
 
 /** The S3-compatible test server of the daemon's own object-store tests (s3rver, a real server on 127.0.0.1). */
 interface S3TestServer {

@@ -10,8 +10,9 @@ export interface PauseFigures {
 
 /**
  * Pause with memory on runsc, for a small sandbox running a Node HTTP server: `pause`, resume to the first
- * successful exec (`sbx.resume()` + `echo`), and the first response of a preview request that wakes the paused
- * sandbox by itself.
+ * successful exec (`sbx.resume()` + `true` run directly, as the other exec figures: a string command would add a
+ * `bash -l` start, ~150-250 ms under gVisor, which is not the resume), and the first response of a preview request
+ * that wakes the paused sandbox by itself.
  */
 export async function pauseResume(url: string, n: number): Promise<PauseFigures> {
   const sbx = await Sandbox.create({ url, runtime: 'runsc', memoryMB: 512 });
@@ -35,7 +36,7 @@ export async function pauseResume(url: string, n: number): Promise<PauseFigures>
       resume.push(
         await timeIt(async () => {
           await sbx.resume();
-          await sbx.commands.run('echo ok');
+          await sbx.commands.run(['true']);
         }),
       );
       await sbx.pause();

@@ -1,23 +1,20 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, rm, stat } from 'node:fs/promises';
-import { availableParallelism, totalmem } from 'node:os';
-import { join } from 'node:path';
 import {
   type CreateSandboxRequest,
   DenError,
   isSandboxId,
-  isSandboxName,
   LIMITS,
   type NetworkSettings,
   newSandboxId,
   type OnTimeoutAction,
-  SANDBOX_NAME_HINT,
   type Sandbox,
   type SandboxState,
 } from '@den/shared';
 import type { DenPaths } from '../paths.js';
 import type { ActivityTracker } from './activity.js';
 import { KeyedMutex } from './keyed-mutex.js';
+import { checkpointFailure, MemoryCheckpoint, NotCheckpointable } from './memory-checkpoint.js';
 import type {
   AgentConnection,
   AgentConnector,
@@ -30,6 +27,8 @@ import type {
   SandboxRecord,
   SandboxStore,
 } from './ports.js';
+import { checkHostCapacity, checkSandboxName } from './sandbox-checks.js';
+import { allSettledOrThrow, StepTimer } from './step-timer.js';
 
 export interface Logger {
   info(obj: object, msg?: string): void;
@@ -59,8 +58,6 @@ export interface SandboxServiceDeps {
 
 /** How long a fresh container's agent has to answer before the start counts as failed. */
 const AGENT_READY_TIMEOUT_MS = 20_000;
-/** How long a pause waits for TCP connections in the sandbox to close before it gives up on saving memory. */
-const CONNECTIONS_CLOSE_MS = 1_500;
 /** Grace period between SIGTERM and SIGKILL when stopping (the agent forwards SIGTERM to every process). */
 const STOP_GRACE_MS = 3_000;
 
@@ -78,7 +75,11 @@ export class SandboxService {
   /** called before a sandbox stops or is deleted (the preview proxy drops its pooled connections into it) */
   private readonly leaveListeners: ((sandboxId: string) => void)[] = [];
 
-  constructor(private readonly deps: SandboxServiceDeps) {}
+  private readonly checkpoints: MemoryCheckpoint;
+
+  constructor(private readonly deps: SandboxServiceDeps) {
+    this.checkpoints = new MemoryCheckpoint(deps.paths, (id) => this.agent(id), AGENT_READY_TIMEOUT_MS);
+  }
 
   // ---- queries ----
 
@@ -143,10 +144,10 @@ export class SandboxService {
     this.runtimeFor(runtime);
     const image = req.image ?? 'base';
     await this.deps.images.get(image);
-    if (req.name !== undefined) this.checkName(req.name);
+    if (req.name !== undefined) checkSandboxName(req.name);
     const cpus = req.cpus ?? LIMITS.cpus.default;
     const memoryMB = req.memoryMB ?? LIMITS.memoryMB.default;
-    this.checkHostCapacity(cpus, memoryMB);
+    checkHostCapacity(cpus, memoryMB);
     const network = req.network ? this.deps.network.normalize(req.network) : this.deps.defaultNetwork;
 
     const rec: SandboxRecord = {
@@ -216,7 +217,7 @@ export class SandboxService {
       req.cpus === undefined && req.memoryMB === undefined && req.diskMB === undefined && req.pids === undefined;
     if (!defaults) return undefined;
     if (req.name !== undefined) {
-      this.checkName(req.name);
+      checkSandboxName(req.name);
       if (await this.deps.store.getByName(req.name)) {
         throw new DenError('NAME_TAKEN', `a sandbox named "${req.name}" already exists: choose another --name`);
       }
@@ -331,7 +332,7 @@ export class SandboxService {
       const rt = this.runtimeFor(current.runtime);
       if (current.state === 'running') {
         const memoryBlocker = rt.canCheckpoint
-          ? await this.checkpointBlocker(current)
+          ? await this.checkpoints.blocker(current)
           : `${current.runtime} cannot save memory (CRIU does not work on this kernel)`;
         if (memoryBlocker !== undefined) return this.withFrozen(current, memoryBlocker, fn);
       }
@@ -375,7 +376,9 @@ export class SandboxService {
 
   private async heldFiles(rec: SandboxRecord): Promise<HeldSandbox> {
     const upperDir = await this.deps.rootfs.mountDisk(rec.id);
-    const memory = (await this.hasMemoryImage(rec.id)) ? this.deps.paths.sandbox(rec.id).checkpointDir : undefined;
+    const memory = (await this.checkpoints.hasImage(rec.id))
+      ? this.deps.paths.sandbox(rec.id).checkpointDir
+      : undefined;
     return { record: rec, upperDir, ...(memory ? { memoryDir: memory } : {}) };
   }
 
@@ -555,7 +558,7 @@ export class SandboxService {
           if (rec.state !== 'stopped') await this.ensureStopped(rec);
         } else if (rec.desiredState === 'paused') {
           // A pause interrupted by a crash: what is left is stopped; a memory image, if complete, stays usable.
-          if (rec.state !== 'paused') await this.finishPause(rec, await this.hasMemoryImage(rec.id));
+          if (rec.state !== 'paused') await this.finishPause(rec, await this.checkpoints.hasImage(rec.id));
         } else if (!(await this.isHealthy(rec))) {
           this.deps.log.warn({ sandbox: id, state: rec.state }, 'sandbox is not running as desired; starting it');
           await this.ensureRunning(rec);
@@ -654,7 +657,7 @@ export class SandboxService {
       ...rec.env,
     };
     const memoryImage =
-      (await this.hasMemoryImage(rec.id)) && rt.canCheckpoint
+      (await this.checkpoints.hasImage(rec.id)) && rt.canCheckpoint
         ? this.deps.paths.sandbox(rec.id).checkpointDir
         : undefined;
     const config = {
@@ -677,7 +680,7 @@ export class SandboxService {
       try {
         await rt.run(config, { restoreFrom: memoryImage });
         t.mark('restore');
-        await this.wakeRestoredAgent(rt, rec.id);
+        await this.checkpoints.wakeRestoredAgent(rt, rec.id);
         t.mark('wake');
         restored = true;
       } catch (err) {
@@ -727,11 +730,11 @@ export class SandboxService {
     try {
       // A failed checkpoint kills the sandbox: what gVisor would refuse is found first (den's own connections were
       // just dropped), and then only the filesystem is kept.
-      const blocker = await this.checkpointBlocker(rec);
+      const blocker = await this.checkpoints.blocker(rec);
       if (blocker !== undefined) throw new NotCheckpointable(blocker);
       await this.agent(rec.id).prepareCheckpoint();
       this.dropAgent(rec.id);
-      await this.socketGone(rec.id);
+      await this.checkpoints.socketGone(rec.id);
       t.mark('prepare');
       await rt.checkpoint(rec.id, imageDir);
       t.mark('checkpoint');
@@ -739,7 +742,7 @@ export class SandboxService {
       reason =
         err instanceof NotCheckpointable
           ? `memory not saved: ${err.message}; only the filesystem is kept`
-          : `the memory checkpoint failed (${firstLine(err)}); only the filesystem is kept`;
+          : `the memory checkpoint failed (${checkpointFailure(err)}); only the filesystem is kept`;
       this.deps.log.warn(
         { sandbox: rec.id, err: String(err).slice(0, 2000) },
         'checkpoint failed; pausing without memory',
@@ -775,87 +778,6 @@ export class SandboxService {
       state: 'paused',
       pause: { memory: true, reason: null, at: new Date().toISOString() },
     }))!;
-  }
-
-  /**
-   * The agent closed its listener for the checkpoint; SIGUSR2 (forwarded by tini) makes it listen again. A signal
-   * sent while the restored sandbox is still loading can be lost (measured: the first one right after `runsc restore`
-   * returned sometimes never arrived), so it is repeated until the agent answers; the agent ignores extra ones.
-   */
-  private async wakeRestoredAgent(rt: Runtime, id: string): Promise<void> {
-    const deadline = Date.now() + AGENT_READY_TIMEOUT_MS;
-    for (;;) {
-      await rt.kill(id, 'SIGUSR2');
-      try {
-        await this.agent(id).waitReady(150);
-        return;
-      } catch (err) {
-        if (Date.now() > deadline) throw err;
-      }
-    }
-  }
-
-  /**
-   * Why gVisor would refuse to checkpoint the sandbox now (a failed checkpoint kills it, so this is asked first), or
-   * undefined. Measured with runsc 2024: a process the agent started with its output still attached (a background
-   * command, a running exec) makes the checkpoint fail (gVisor cannot save the agent's end of its stdio sockets), and
-   * so does a TCP endpoint that is connected or in TIME_WAIT (waited for up to CONNECTIONS_CLOSE_MS).
-   */
-  private async checkpointBlocker(rec: SandboxRecord): Promise<string | undefined> {
-    const attached = (await this.agent(rec.id).listProcesses()).filter((p) => !p.exit && !p.pty);
-    if (attached.length) {
-      const list = attached
-        .slice(0, 3)
-        .map((p) => `pid ${p.pid} ${p.cmd.join(' ').slice(0, 60)}`)
-        .join(', ');
-      return `processes started through den still have their output attached (${list}); start long-running servers detached (nohup ... &) to keep memory on pause`;
-    }
-    const open = await this.openConnections(rec.id);
-    if (open.length) {
-      const list = open
-        .slice(0, 3)
-        .map((c) => `${c.local} <-> ${c.remote} ${c.state}`)
-        .join(', ');
-      return `the sandbox has open TCP connections gVisor cannot save (${list}${open.length > 3 ? ', ...' : ''})`;
-    }
-    return undefined;
-  }
-
-  /**
-   * The agent removes its socket file once its listener and every session are closed: only then may the checkpoint
-   * start (gVisor cannot save a socket still bound or connected to a host file).
-   */
-  private async socketGone(id: string): Promise<void> {
-    const socket = this.deps.paths.sandbox(id).agentSocket;
-    const deadline = Date.now() + 2_000;
-    while (
-      await stat(socket).then(
-        () => true,
-        () => false,
-      )
-    ) {
-      if (Date.now() > deadline)
-        throw new DenError('AGENT_UNAVAILABLE', 'the agent did not close its socket for the checkpoint');
-      await sleep(3);
-    }
-  }
-
-  /** TCP connections in the sandbox that are still open after up to CONNECTIONS_CLOSE_MS. */
-  private async openConnections(id: string) {
-    const deadline = Date.now() + CONNECTIONS_CLOSE_MS;
-    for (;;) {
-      const open = await this.agent(id).listConnections();
-      if (open.length === 0 || Date.now() > deadline) return open;
-      await sleep(50);
-    }
-  }
-
-  private async hasMemoryImage(id: string): Promise<boolean> {
-    try {
-      return (await stat(join(this.deps.paths.sandbox(id).checkpointDir, 'checkpoint.img'))).size > 0;
-    } catch {
-      return false;
-    }
   }
 
   private async ensureStopped(rec: SandboxRecord): Promise<SandboxRecord> {
@@ -952,34 +874,6 @@ export class SandboxService {
     }
     return rt;
   }
-
-  private checkName(name: string): void {
-    if (!isSandboxName(name))
-      throw new DenError('INVALID_ARGUMENT', `name "${name}" is not valid: ${SANDBOX_NAME_HINT}`);
-    if (isSandboxId(name)) {
-      throw new DenError(
-        'INVALID_ARGUMENT',
-        `name "${name}" looks like a sandbox id: add a hyphen or change its length`,
-      );
-    }
-  }
-
-  private checkHostCapacity(cpus: number, memoryMB: number): void {
-    const cores = availableParallelism();
-    if (cpus > cores) {
-      throw new DenError(
-        'INVALID_ARGUMENT',
-        `cpus ${cpus} is more than this machine's ${cores} cores: use --cpus ${cores} or less`,
-      );
-    }
-    const hostMB = Math.floor(totalmem() / 1024 / 1024);
-    if (memoryMB > hostMB) {
-      throw new DenError(
-        'INVALID_ARGUMENT',
-        `memory ${memoryMB} MB is more than this machine's ${hostMB} MB: use a smaller --memory`,
-      );
-    }
-  }
 }
 
 /** The API view of a sandbox; `previewDomain` is what preview hosts end with (PreviewUrls.domainWithPort). */
@@ -1036,44 +930,10 @@ const POOL_LOCK = 'warm-pool';
 /** Key of the lock that makes choosing an address and storing it one step. */
 const ADDRESS_LOCK = 'address-allocation';
 
-/** What gVisor would refuse to checkpoint, found before trying (a failed checkpoint kills the sandbox). */
-class NotCheckpointable extends Error {}
-
-function firstLine(err: unknown): string {
-  const text = err instanceof Error ? err.message : String(err);
-  const m = /(Cannot save[^\n:]*|cannot be saved[^\n]*|[^\n]{0,200})/.exec(text);
-  return (m?.[1] ?? text).trim();
-}
-
 function newPreviewToken(): string {
   return randomBytes(24).toString('base64url');
 }
 
-/**
- * Waits for every step (none is left running behind the caller's back, e.g. into a rollback) and then fails with the
- * first error, if any.
- */
-async function allSettledOrThrow<T extends readonly unknown[]>(
-  steps: readonly [...{ [K in keyof T]: Promise<T[K]> }],
-): Promise<T> {
-  const results = await Promise.allSettled(steps);
-  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-  if (failed) throw failed.reason;
-  return results.map((r) => (r as PromiseFulfilledResult<unknown>).value) as unknown as T;
-}
-
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
-}
-
-/** Durations of the steps of one operation, for the log (where start and stop spend their time). */
-class StepTimer {
-  readonly steps: Record<string, number> = {};
-  private last = performance.now();
-
-  mark(step: string): void {
-    const now = performance.now();
-    this.steps[step] = Math.round(now - this.last);
-    this.last = now;
-  }
 }

@@ -1,0 +1,24 @@
+/** Durations of the steps of one operation, for the log (where start and stop spend their time). */
+export class StepTimer {
+  readonly steps: Record<string, number> = {};
+  private last = performance.now();
+
+  mark(step: string): void {
+    const now = performance.now();
+    this.steps[step] = Math.round(now - this.last);
+    this.last = now;
+  }
+}
+
+/**
+ * Waits for every step (none is left running behind the caller's back, e.g. into a rollback) and then fails with the
+ * first error, if any.
+ */
+export async function allSettledOrThrow<T extends readonly unknown[]>(
+  steps: readonly [...{ [K in keyof T]: Promise<T[K]> }],
+): Promise<T> {
+  const results = await Promise.allSettled(steps);
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+  return results.map((r) => (r as PromiseFulfilledResult<unknown>).value) as unknown as T;
+}

@@ -266,3 +266,37 @@ describe('snapshots through S3, restored by another daemon', () => {
     await new DenClient({ url: a.url }).deleteSnapshot('damaged');
   });
 });
+
+describe('a daemon killed while it restores a fork', () => {
+  test('after the restart the fork runs with the snapshot files or is gone, never on the bare image', async () => {
+    let d = await startDaemon();
+    try {
+      const src = await Sandbox.create({ url: d.url, runtime: 'runsc', memoryMB: 512 });
+      await src.files.write('/home/user/f.txt', 'from snapshot');
+      await src.snapshots.create({ name: 'crashy' });
+      await src.kill();
+      for (const delayMs of [40, 150, 400]) {
+        const started = fetch(`${d.url}/v1/sandboxes`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ fromSnapshot: 'crashy' }),
+        }).catch(() => undefined);
+        await new Promise((r) => setTimeout(r, delayMs));
+        await d.kill9();
+        await started;
+        d = await d.restart();
+        // The restarted daemon reconciles before it listens: what is left is final.
+        for (const info of await Sandbox.list({ url: d.url })) {
+          const fork = await Sandbox.connect(info.id, { url: d.url });
+          assert.equal(await fork.files.read('/home/user/f.txt'), 'from snapshot', `killed after ${delayMs} ms`);
+          await fork.kill();
+        }
+        assert.deepEqual(leftovers(d.home), [], `killed after ${delayMs} ms`);
+        assert.deepEqual(networkLeftovers(d.bridge), [], `killed after ${delayMs} ms`);
+      }
+      await new DenClient({ url: d.url }).deleteSnapshot('crashy');
+    } finally {
+      await destroyDaemon(d);
+    }
+  });
+});

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, rm, stat } from 'node:fs/promises';
+import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import {
   type CreateSandboxRequest,
   DenError,
@@ -553,6 +554,15 @@ export class SandboxService {
       const rec = await this.deps.store.get(id);
       if (!rec) return;
       try {
+        if (await isFile(join(this.deps.paths.sandbox(id).dir, FILLING_MARKER))) {
+          this.deps.log.warn(
+            { sandbox: id },
+            'removing a sandbox whose files were still being restored from a snapshot',
+          );
+          await this.deps.store.update(id, { desiredState: 'deleted', state: 'deleting' });
+          await this.ensureDeleted(rec);
+          return;
+        }
         if (rec.desiredState === 'deleted') await this.ensureDeleted(rec);
         else if (rec.desiredState === 'stopped') {
           if (rec.state !== 'stopped') await this.ensureStopped(rec);
@@ -635,7 +645,12 @@ export class SandboxService {
         await rootfs.ensureDisk(rec.id, rec.diskMB);
         if (opts.fillDisk) {
           // A sandbox made from a snapshot: its files (and memory image) are in place before the overlay is mounted.
+          // The marker tells reconcile, after a crash in the middle, to remove the sandbox rather than boot it on
+          // the bare image.
+          const marker = join(p.dir, FILLING_MARKER);
+          await writeFile(marker, '');
           await opts.fillDisk({ upperDir: await rootfs.mountDisk(rec.id), checkpointDir: p.checkpointDir });
+          await rm(marker);
         }
         const dir = await rootfs.mount(rec.id, images.layerDirs(image));
         t.steps.disk = Math.round(performance.now() - started);
@@ -903,6 +918,17 @@ export type DiskFiller = (target: { upperDir: string; checkpointDir: string }) =
  * start is under way (the request queues behind it on the sandbox's lock and finds it running).
  */
 const WAKEABLE_STATES = new Set<SandboxState>(['paused', 'pausing', 'starting', 'creating']);
+
+/** In a sandbox's directory while its disk is being filled from a snapshot (see ensureRunning). */
+const FILLING_MARKER = 'filling-from-snapshot';
+
+async function isFile(path: string): Promise<boolean> {
+  try {
+    return (await stat(path)).isFile();
+  } catch {
+    return false;
+  }
+}
 
 /** Where sandboxes see the shared package cache (read-only). */
 export const PACKAGE_CACHE_MOUNT = '/opt/den-cache';

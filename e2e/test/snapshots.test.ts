@@ -137,6 +137,10 @@ describe('snapshots and images', () => {
       code: 'INVALID_ARGUMENT',
       message: /taken on runc/,
     });
+    await assert.rejects(Sandbox.create({ url: daemon.url, fromSnapshot: 'taken', diskMB: 100 }), {
+      code: 'INVALID_ARGUMENT',
+      message: /diskMB must be at least/,
+    });
     await assert.rejects(den.getSnapshot('nope'), { code: 'SNAPSHOT_NOT_FOUND' });
     await den.deleteSnapshot('taken');
     await assert.rejects(den.deleteSnapshot('taken'), { code: 'SNAPSHOT_NOT_FOUND' });

@@ -179,6 +179,12 @@ export class SandboxService {
       idleTimeoutMs: req.idleTimeoutMs || null,
       lastActivityAt: null,
     };
+    if (options.fillDisk) {
+      // A sandbox made from a snapshot is marked before its row exists: until its disk is filled, reconcile removes
+      // it after a crash instead of booting it on the bare image (a directory without a row is a stray, removed too).
+      await mkdir(this.deps.paths.sandbox(rec.id).dir, { recursive: true });
+      await writeFile(join(this.deps.paths.sandbox(rec.id).dir, FILLING_MARKER), '');
+    }
     // The row goes in first: whatever exists on the machine for a sandbox always has a row, so a crash at any
     // later point is finished (or cleaned up) by reconcile. The address is chosen and stored in one step.
     await this.locks.run(ADDRESS_LOCK, async () => {
@@ -644,13 +650,10 @@ export class SandboxService {
         const started = performance.now();
         await rootfs.ensureDisk(rec.id, rec.diskMB);
         if (opts.fillDisk) {
-          // A sandbox made from a snapshot: its files (and memory image) are in place before the overlay is mounted.
-          // The marker tells reconcile, after a crash in the middle, to remove the sandbox rather than boot it on
-          // the bare image.
-          const marker = join(p.dir, FILLING_MARKER);
-          await writeFile(marker, '');
+          // A sandbox made from a snapshot: its files (and memory image) are in place before the overlay is mounted;
+          // then the marker written by `create` goes (from here on, reconcile finishes it after a crash).
           await opts.fillDisk({ upperDir: await rootfs.mountDisk(rec.id), checkpointDir: p.checkpointDir });
-          await rm(marker);
+          await rm(join(p.dir, FILLING_MARKER), { force: true });
         }
         const dir = await rootfs.mount(rec.id, images.layerDirs(image));
         t.steps.disk = Math.round(performance.now() - started);

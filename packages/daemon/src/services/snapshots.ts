@@ -31,33 +31,36 @@ export interface SnapshotServiceDeps {
  * on one machine is restored on another that never ran the sandbox.
  */
 export class SnapshotService {
-  /** snapshot names are checked and claimed one at a time (per daemon; daemons sharing a bucket may still race) */
+  /** a name is checked and claimed by one create at a time (per daemon; daemons sharing a bucket may still race) */
   private readonly naming = new KeyedMutex();
 
   constructor(private readonly deps: SnapshotServiceDeps) {}
 
   async create(ref: string, opts: { name?: string } = {}): Promise<Snapshot> {
-    return this.naming.run('names', async () => {
-      if (opts.name !== undefined && (await this.find(opts.name))) {
-        throw new DenError('NAME_TAKEN', `a snapshot named "${opts.name}" already exists: choose another --name`);
+    const { name } = opts;
+    if (name !== undefined && isSandboxId(name)) {
+      throw new DenError('INVALID_ARGUMENT', `snapshot name "${name}" looks like an id: add a hyphen`);
+    }
+    const take = async (): Promise<Snapshot> => {
+      if (name !== undefined && (await this.find(name))) {
+        throw new DenError('NAME_TAKEN', `a snapshot named "${name}" already exists: choose another --name`);
       }
       const id = newSandboxId();
-      if (opts.name !== undefined && isSandboxId(opts.name)) {
-        throw new DenError('INVALID_ARGUMENT', `snapshot name "${opts.name}" looks like an id: add a hyphen`);
-      }
       const manifest = await this.deps.sandboxes.holdStill(ref, ({ record, upperDir, memoryDir, memoryNotSaved }) =>
         this.deps.archive.write({
           prefix: `${PREFIX}/${id}`,
           upperDir,
           extras: memoryDir ? [{ name: 'memory', dir: memoryDir }] : [],
           source: {
-            ...describe(record, opts.name, memoryDir !== undefined),
+            ...describe(record, name, memoryDir !== undefined),
             ...(memoryNotSaved ? { memoryNotSaved } : {}),
           },
         }),
       );
       return toSnapshot(id, manifest);
-    });
+    };
+    // Only snapshots with the same name wait for each other (the check and the write are not one step).
+    return name === undefined ? take() : this.naming.run(name, take);
   }
 
   async list(): Promise<Snapshot[]> {
@@ -109,6 +112,12 @@ export class SnapshotService {
         `snapshot "${req.fromSnapshot}" was taken on ${snapshot.runtime}; leave out runtime (or use ${snapshot.runtime})`,
       );
     }
+    if (req.diskMB !== undefined && req.diskMB < snapshot.diskMB) {
+      throw new DenError(
+        'INVALID_ARGUMENT',
+        `snapshot "${req.fromSnapshot}" comes from a ${snapshot.diskMB} MB disk; diskMB must be at least that`,
+      );
+    }
     // The image must exist here too: its layers lie under the snapshot's files.
     await this.deps.images.get(snapshot.image);
     const { fromSnapshot: _ref, ...rest } = req;
@@ -118,7 +127,7 @@ export class SnapshotService {
       runtime: snapshot.runtime,
       cpus: req.cpus ?? snapshot.cpus,
       memoryMB: req.memoryMB ?? snapshot.memoryMB,
-      diskMB: Math.max(req.diskMB ?? snapshot.diskMB, snapshot.diskMB),
+      diskMB: req.diskMB ?? snapshot.diskMB,
       env: { ...parseJson<Record<string, string>>(source.env, {}), ...(req.env ?? {}) },
     };
     return this.deps.sandboxes.create(request, {

@@ -31,6 +31,8 @@ export interface SandboxPaths {
   netDir: string;
   /** runsc checkpoint image while the sandbox is paused with memory */
   checkpointDir: string;
+  /** exists while the sandbox's disk is being filled from a snapshot: after a crash, reconcile removes the sandbox */
+  fillingMarker: string;
 }
 
 export function denPaths(home: string, store: string): DenPaths {
@@ -56,6 +58,7 @@ export function denPaths(home: string, store: string): DenPaths {
         logFile: join(dir, 'agent.log'),
         netDir: join(dir, 'net'),
         checkpointDir: join(dir, 'checkpoint'),
+        fillingMarker: join(dir, 'filling-from-snapshot'),
       };
     },
   };

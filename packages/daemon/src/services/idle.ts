@@ -52,12 +52,13 @@ export class IdleService {
       const watched = new Set(running.map((r) => r.id));
       for (const id of this.cpu.keys()) if (!watched.has(id)) this.cpu.delete(id);
       for (const rec of running) {
-        const measured = await this.cpuWasBusy(rec.id);
-        if (measured !== false || this.deps.activity.hasOpenSession(rec.id)) {
-          // Busy, or no CPU figure to judge by yet (the first check after a start or a daemon restart).
-          if (measured === true || this.deps.activity.hasOpenSession(rec.id)) this.deps.activity.touch(rec.id, now);
+        const cpuBusy = await this.cpuWasBusy(rec.id);
+        if (cpuBusy === true || this.deps.activity.hasOpenSession(rec.id)) {
+          this.deps.activity.touch(rec.id, now);
           continue;
         }
+        // No CPU figure to judge by yet (the first check after a start or a daemon restart): wait for the next one.
+        if (cpuBusy === undefined) continue;
         if (now - lastActivity(rec, this.deps.activity) >= rec.idleTimeoutMs!) void this.pause(rec);
       }
       await this.saveActivity();

@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import {
   type CreateSandboxRequest,
   DenError,
+  type Image,
   isSandboxId,
   LIMITS,
   type NetworkSettings,
@@ -12,6 +12,7 @@ import {
   type Sandbox,
   type SandboxState,
 } from '@den/shared';
+import { pathExists } from '../fs-util.js';
 import type { DenPaths } from '../paths.js';
 import type { ActivityTracker } from './activity.js';
 import { KeyedMutex } from './keyed-mutex.js';
@@ -182,8 +183,9 @@ export class SandboxService {
     if (options.fillDisk) {
       // A sandbox made from a snapshot is marked before its row exists: until its disk is filled, reconcile removes
       // it after a crash instead of booting it on the bare image (a directory without a row is a stray, removed too).
-      await mkdir(this.deps.paths.sandbox(rec.id).dir, { recursive: true });
-      await writeFile(join(this.deps.paths.sandbox(rec.id).dir, FILLING_MARKER), '');
+      const p = this.deps.paths.sandbox(rec.id);
+      await mkdir(p.dir, { recursive: true });
+      await writeFile(p.fillingMarker, '');
     }
     // The row goes in first: whatever exists on the machine for a sandbox always has a row, so a crash at any
     // later point is finished (or cleaned up) by reconcile. The address is chosen and stored in one step.
@@ -243,8 +245,8 @@ export class SandboxService {
     try {
       return await this.locks.run(picked.id, async () => {
         const network = req.network ? this.deps.network.normalize(req.network) : this.deps.defaultNetwork;
-        const imageEnv = await this.imageEnv(picked.image);
-        await this.agent(picked.id).setSandboxEnv({ ...imageEnv, ...(req.env ?? {}) });
+        const image = await this.deps.images.get(picked.image);
+        await this.agent(picked.id).setSandboxEnv({ ...envOf(image), ...(req.env ?? {}) });
         const updated = (await this.deps.store.update(picked.id, {
           env: req.env ?? {},
           metadata: req.metadata ?? {},
@@ -296,11 +298,6 @@ export class SandboxService {
     return (await this.deps.store.list()).length > 0;
   }
 
-  private async imageEnv(imageName: string): Promise<Record<string, string>> {
-    const image = await this.deps.images.get(imageName);
-    return Object.fromEntries(image.env.map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
-  }
-
   /**
    * Pauses a running sandbox. runsc: its memory and processes are checkpointed (they continue where they were on
    * resume); if the checkpoint fails (e.g. a process holds an outside TCP connection), or on runc (CRIU does not work
@@ -342,8 +339,6 @@ export class SandboxService {
           ? await this.checkpoints.blocker(current)
           : `${current.runtime} cannot save memory (CRIU does not work on this kernel)`;
         if (memoryBlocker !== undefined) return this.withFrozen(current, memoryBlocker, fn);
-      }
-      if (current.state === 'running') {
         const paused = await this.ensurePaused(current);
         try {
           return await fn(await this.heldFiles(paused));
@@ -560,7 +555,7 @@ export class SandboxService {
       const rec = await this.deps.store.get(id);
       if (!rec) return;
       try {
-        if (await isFile(join(this.deps.paths.sandbox(id).dir, FILLING_MARKER))) {
+        if (await pathExists(this.deps.paths.sandbox(id).fillingMarker)) {
           this.deps.log.warn(
             { sandbox: id },
             'removing a sandbox whose files were still being restored from a snapshot',
@@ -653,7 +648,7 @@ export class SandboxService {
           // A sandbox made from a snapshot: its files (and memory image) are in place before the overlay is mounted;
           // then the marker written by `create` goes (from here on, reconcile finishes it after a crash).
           await opts.fillDisk({ upperDir: await rootfs.mountDisk(rec.id), checkpointDir: p.checkpointDir });
-          await rm(join(p.dir, FILLING_MARKER), { force: true });
+          await rm(p.fillingMarker, { force: true });
         }
         const dir = await rootfs.mount(rec.id, images.layerDirs(image));
         t.steps.disk = Math.round(performance.now() - started);
@@ -671,13 +666,10 @@ export class SandboxService {
     await rm(p.agentSocket, { force: true });
     await mkdir(p.socketDir, { recursive: true });
     const sandboxEnv = {
-      ...Object.fromEntries(image.env.map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)])),
+      ...envOf(image),
       ...rec.env,
     };
-    const memoryImage =
-      (await this.checkpoints.hasImage(rec.id)) && rt.canCheckpoint
-        ? this.deps.paths.sandbox(rec.id).checkpointDir
-        : undefined;
+    const memoryImage = rt.canCheckpoint && (await this.checkpoints.hasImage(rec.id)) ? p.checkpointDir : undefined;
     const config = {
       id: rec.id,
       rootfsDir,
@@ -922,15 +914,9 @@ export type DiskFiller = (target: { upperDir: string; checkpointDir: string }) =
  */
 const WAKEABLE_STATES = new Set<SandboxState>(['paused', 'pausing', 'starting', 'creating']);
 
-/** In a sandbox's directory while its disk is being filled from a snapshot (see ensureRunning). */
-const FILLING_MARKER = 'filling-from-snapshot';
-
-async function isFile(path: string): Promise<boolean> {
-  try {
-    return (await stat(path)).isFile();
-  } catch {
-    return false;
-  }
+/** An image's `KEY=VALUE` environment list as a map. */
+function envOf(image: Image): Record<string, string> {
+  return Object.fromEntries(image.env.map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
 }
 
 /** Where sandboxes see the shared package cache (read-only). */

@@ -1,4 +1,5 @@
 import { rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import {
   type CreateSandboxRequest,
   DenError,
@@ -42,7 +43,7 @@ export class SnapshotService {
       throw new DenError('INVALID_ARGUMENT', `snapshot name "${name}" looks like an id: add a hyphen`);
     }
     const take = async (): Promise<Snapshot> => {
-      if (name !== undefined && (await this.find(name))) {
+      if (name !== undefined && (await this.find(name)) !== undefined) {
         throw new DenError('NAME_TAKEN', `a snapshot named "${name}" already exists: choose another --name`);
       }
       const id = newSandboxId();
@@ -64,22 +65,16 @@ export class SnapshotService {
   }
 
   async list(): Promise<Snapshot[]> {
-    const ids = (await this.deps.objects.list(`${PREFIX}/`)).flatMap((o) => MANIFEST.exec(o.key)?.[1] ?? []);
-    const snapshots = await Promise.all(ids.map((id) => this.read(id).catch(() => undefined)));
-    return snapshots
-      .filter((s): s is Snapshot => s !== undefined)
+    const ids = await this.ids();
+    const manifests = await Promise.all(ids.map((id) => this.read(id).catch(() => undefined)));
+    return ids
+      .flatMap((id, i) => (manifests[i] ? [toSnapshot(id, manifests[i])] : []))
       .sort((a, b) => a.createdAt.localeCompare(b.createdAt));
   }
 
   /** A snapshot by id or name; SNAPSHOT_NOT_FOUND naming how to list them. */
   async get(ref: string): Promise<Snapshot> {
-    const found = await this.find(ref);
-    if (!found) {
-      throw new DenError('SNAPSHOT_NOT_FOUND', `no snapshot "${ref}": list snapshots with \`den snapshot ls\``, {
-        ref,
-      });
-    }
-    return found;
+    return toSnapshot(...(await this.stored(ref)));
   }
 
   async remove(ref: string): Promise<void> {
@@ -98,8 +93,8 @@ export class SnapshotService {
     req: CreateSandboxRequest & { fromSnapshot: string },
     options: { envdAccessToken?: string } = {},
   ): Promise<SandboxRecord> {
-    const snapshot = await this.get(req.fromSnapshot);
-    const source = (await this.deps.archive.manifest(`${PREFIX}/${snapshot.id}`)).source;
+    const [id, manifest] = await this.stored(req.fromSnapshot);
+    const snapshot = toSnapshot(id, manifest);
     if (req.image !== undefined && req.image !== snapshot.image) {
       throw new DenError(
         'INVALID_ARGUMENT',
@@ -128,7 +123,7 @@ export class SnapshotService {
       cpus: req.cpus ?? snapshot.cpus,
       memoryMB: req.memoryMB ?? snapshot.memoryMB,
       diskMB: req.diskMB ?? snapshot.diskMB,
-      env: { ...parseJson<Record<string, string>>(source.env, {}), ...(req.env ?? {}) },
+      env: { ...parseJson<Record<string, string>>(manifest.source.env, {}), ...(req.env ?? {}) },
     };
     return this.deps.sandboxes.create(request, {
       ...options,
@@ -143,20 +138,41 @@ export class SnapshotService {
     });
   }
 
-  private async find(ref: string): Promise<Snapshot | undefined> {
+  /** A snapshot's id and manifest by id or name; SNAPSHOT_NOT_FOUND naming how to list them. */
+  private async stored(ref: string): Promise<[string, SnapshotManifest]> {
+    const found = await this.find(ref);
+    if (!found) {
+      throw new DenError('SNAPSHOT_NOT_FOUND', `no snapshot "${ref}": list snapshots with \`den snapshot ls\``, {
+        ref,
+      });
+    }
+    return found;
+  }
+
+  private async find(ref: string): Promise<[string, SnapshotManifest] | undefined> {
     if (isSandboxId(ref)) {
       const byId = await this.read(ref).catch((err: unknown) => {
         if (err instanceof DenError && err.code === 'OBJECT_NOT_FOUND') return undefined;
         throw err;
       });
-      if (byId) return byId;
+      if (byId) return [ref, byId];
     }
-    return (await this.list()).find((s) => s.name === ref);
+    for (const id of await this.ids()) {
+      const manifest = await this.read(id).catch(() => undefined);
+      if (manifest?.source.name === ref) return [id, manifest];
+    }
+    return undefined;
   }
 
-  private async read(id: string): Promise<Snapshot | undefined> {
+  /** The ids of every snapshot in the store (those with a manifest). */
+  private async ids(): Promise<string[]> {
+    return (await this.deps.objects.list(`${PREFIX}/`)).flatMap((o) => MANIFEST.exec(o.key)?.[1] ?? []);
+  }
+
+  /** A den snapshot's manifest; undefined for something else stored under the same kind of key. */
+  private async read(id: string): Promise<SnapshotManifest | undefined> {
     const manifest = await this.deps.archive.manifest(`${PREFIX}/${id}`);
-    return manifest.source.kind === KIND ? toSnapshot(id, manifest) : undefined;
+    return manifest.source.kind === KIND ? manifest : undefined;
   }
 }
 
@@ -207,6 +223,6 @@ function parseJson<T>(text: string | undefined, fallback: T): T {
 /** The archive restores extras to `<dir>/<name>`: the memory part becomes the sandbox's checkpoint dir. */
 async function moveMemoryImage(extrasDir: string, checkpointDir: string): Promise<void> {
   await rm(checkpointDir, { recursive: true, force: true });
-  await rename(`${extrasDir}/memory`, checkpointDir);
+  await rename(join(extrasDir, 'memory'), checkpointDir);
   await rm(extrasDir, { recursive: true, force: true });
 }

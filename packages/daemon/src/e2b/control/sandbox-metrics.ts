@@ -1,11 +1,6 @@
 import { statfs } from 'node:fs/promises';
 import { join } from 'node:path';
-import {
-  cgroupDirs,
-  cgroupCpuTimeNs as cpuTimeNs,
-  readCgroupText as readText,
-  cgroupStatLines as statLines,
-} from '../../runtime/cgroups.js';
+import { cgroupCpuTimeNs, cgroupDirs, cgroupStatLines, readCgroupText } from '../../runtime/cgroups.js';
 import { cgroupPath } from '../../runtime/oci-spec.js';
 import type { SandboxRecord } from '../../services/ports.js';
 
@@ -41,10 +36,10 @@ export class CgroupSandboxMetrics implements SandboxMetricsSource {
   async sample(rec: SandboxRecord): Promise<SandboxMetricSample | undefined> {
     const dirs = await cgroupDirs(cgroupPath(rec.id));
     if (dirs.length === 0) return undefined;
-    const before = await cpuTimeNs(dirs);
+    const before = await cgroupCpuTimeNs(dirs);
     const t0 = process.hrtime.bigint();
     await new Promise((r) => setTimeout(r, CPU_WINDOW_MS));
-    const after = await cpuTimeNs(dirs);
+    const after = await cgroupCpuTimeNs(dirs);
     const elapsedNs = Number(process.hrtime.bigint() - t0);
     if (before === undefined || after === undefined) return undefined;
     const memory = await memoryOf(dirs);
@@ -71,11 +66,11 @@ export class CgroupSandboxMetrics implements SandboxMetricsSource {
  */
 async function memoryOf(dirs: string[]): Promise<{ used: number; cache: number } | undefined> {
   for (const dir of dirs) {
-    const v1 = await readText(join(dir, 'memory.usage_in_bytes'));
-    const v2 = v1 === undefined ? await readText(join(dir, 'memory.current')) : undefined;
+    const v1 = await readCgroupText(join(dir, 'memory.usage_in_bytes'));
+    const v2 = v1 === undefined ? await readCgroupText(join(dir, 'memory.current')) : undefined;
     const usage = v1 ?? v2;
     if (usage === undefined) continue;
-    const stat = statLines((await readText(join(dir, 'memory.stat'))) ?? '');
+    const stat = cgroupStatLines((await readCgroupText(join(dir, 'memory.stat'))) ?? '');
     const inactiveFile = (v1 !== undefined ? stat.get('total_inactive_file') : stat.get('inactive_file')) ?? 0;
     const cache = (v1 !== undefined ? stat.get('total_cache') : stat.get('file')) ?? 0;
     const total = Number(usage.trim());

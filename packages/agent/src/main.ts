@@ -1,6 +1,7 @@
 import { rmSync } from 'node:fs';
 import { configFromEnv } from './config.js';
 import { createAgent } from './server.js';
+import { Spawner } from './spawner.js';
 
 /**
  * The sandbox agent's entry point. It runs as root in the sandbox under tini (which reaps orphans and forwards
@@ -25,8 +26,12 @@ if (process.getuid?.() === 0) {
   }
 }
 
+// Started before listening, so it is usually ready for the first exec; until it is, the agent forks itself.
+const spawner = Spawner.start(config.spawner, config.spawnDir);
+
 const agent = createAgent({
   version: config.version,
+  spawner,
   defaultUser: config.defaultUser,
   sandboxEnv: config.sandboxEnv,
   onPrepareCheckpoint: () => void prepareCheckpoint(),
@@ -74,6 +79,7 @@ async function stop(signal: string): Promise<void> {
   console.error(`den-agent: ${signal}: stopping processes`);
   await agent.shutdown(SHUTDOWN_GRACE_MS);
   rmSync(config.socketPath, { force: true });
+  if (spawner) rmSync(config.spawnDir, { recursive: true, force: true });
   process.exit(0);
 }
 process.on('SIGTERM', () => void stop('SIGTERM'));

@@ -35,13 +35,14 @@ const DRAIN_AFTER_EXIT_MS = 100;
  */
 export async function spawnPipes(plan: LaunchPlan, events: ChildEvents, spawner?: Spawner): Promise<ChildHandle> {
   if (spawner?.available) {
-    let child: PipedProcess;
+    let child: PipedProcess | undefined;
     try {
       child = await spawner.spawn(plan);
     } catch (err) {
-      throw spawnError(err as NodeJS.ErrnoException, plan);
+      // the helper died meanwhile: fork instead
+      if (spawner.available) throw spawnError(err as NodeJS.ErrnoException, plan);
     }
-    return new PipeChild(child, child.pid as number, events);
+    if (child) return new PipeChild(child, child.pid as number, events);
   }
   const child = spawn(plan.file, plan.argv.slice(1), {
     argv0: plan.argv[0],

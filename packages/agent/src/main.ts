@@ -26,17 +26,21 @@ if (process.getuid?.() === 0) {
   }
 }
 
-// Started before listening, so it is usually ready for the first exec; until it is, the agent forks itself.
-const spawner = Spawner.start(config.spawner, config.spawnDir);
+// Forking the agent inside gVisor takes tens of ms: den-spawn is started once the agent answers (readiness is what
+// a create waits for). A request that comes before it listens waits for it; one before it is started forks.
+let spawner: Spawner | undefined;
 
 const agent = createAgent({
   version: config.version,
-  spawner,
+  spawner: () => spawner,
   defaultUser: config.defaultUser,
   sandboxEnv: config.sandboxEnv,
   onPrepareCheckpoint: () => void prepareCheckpoint(),
 });
 await agent.listen(config.socketPath);
+setImmediate(() => {
+  spawner = Spawner.start(config.spawner, config.spawnDir);
+});
 
 /**
  * Pause with memory (runsc checkpoint): gVisor cannot save a socket bound to a host file, so the agent closes its

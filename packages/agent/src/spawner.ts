@@ -62,6 +62,7 @@ export class Spawner {
   private dead = false;
   private pending: Buffer = Buffer.alloc(0);
   private readonly waiting = new Map<number, Waiting>();
+  private readonly readyWaiters: { resolve(): void; reject(err: Error): void }[] = [];
   private readonly running = new Map<number, SpawnedProcess>();
   /** exits that arrived before the process object was made (the child ended at once) */
   private readonly earlyExits = new Map<number, number>();
@@ -90,12 +91,22 @@ export class Spawner {
     return new Spawner(helper, socketPath);
   }
 
-  /** True once the helper listens; until then (and after it died) the agent forks itself. */
+  /** False once the helper died: the agent forks itself from then on. */
   get available(): boolean {
-    return this.ready && !this.dead;
+    return !this.dead;
+  }
+
+  /** Resolves once the helper listens (at once when it does), or rejects when it died first. */
+  private whenReady(): Promise<void> {
+    if (this.ready) return Promise.resolve();
+    if (this.dead) return Promise.reject(Object.assign(new Error('den-spawn is not running'), { code: 'EAGAIN' }));
+    return new Promise((resolve, reject) => this.readyWaiters.push({ resolve, reject }));
   }
 
   async spawn(plan: LaunchPlan): Promise<PipedProcess> {
+    // The helper is started right after the agent listens: the first request may come before it listens (a few
+    // ms, far less than forking the agent instead).
+    await this.whenReady();
     const id = this.nextId++;
     const streams = [0, 1, 2].map((which) => this.stream(id, which)) as [Socket, Socket, Socket];
     const started = new Promise<number>((resolve, reject) => this.waiting.set(id, { resolve, reject }));
@@ -149,8 +160,10 @@ export class Spawner {
       const kind = this.pending.readUInt32LE(off);
       const id = this.pending.readUInt32LE(off + 4);
       const value = this.pending.readInt32LE(off + 8);
-      if (kind === Event.Ready) this.ready = true;
-      else if (kind === Event.Started || kind === Event.Failed) {
+      if (kind === Event.Ready) {
+        this.ready = true;
+        for (const w of this.readyWaiters.splice(0)) w.resolve();
+      } else if (kind === Event.Started || kind === Event.Failed) {
         const w = this.waiting.get(id);
         this.waiting.delete(id);
         if (kind === Event.Started) w?.resolve(value);
@@ -182,7 +195,9 @@ export class Spawner {
     if (this.dead) return;
     this.dead = true;
     console.error(`den-agent: ${reason}; starting processes from the agent itself from now on`);
-    for (const w of this.waiting.values()) w.reject(Object.assign(new Error(reason), { code: 'EAGAIN' }));
+    const err = Object.assign(new Error(reason), { code: 'EAGAIN' });
+    for (const w of this.readyWaiters.splice(0)) w.reject(err);
+    for (const w of this.waiting.values()) w.reject(err);
     this.waiting.clear();
     for (const [pid, child] of this.running) {
       this.running.delete(pid);

@@ -146,7 +146,9 @@ export abstract class OciRuntime implements Runtime {
       if (exit.code !== 0) {
         // The runtime's stderr was the log file (the container inherits it); its error is the log's new tail.
         const tail = await readTail(config.logFile, logStart);
-        throw runtimeFailed(this.name, verb[0]!, describeExit({ ...exit, stderr: tail }, TIMEOUT_MS.create), {
+        // `run --detach` is reported as the create it stands for
+        const step = opts.restoreFrom ? 'restore' : 'create';
+        throw runtimeFailed(this.name, step, describeExit({ ...exit, stderr: tail }, TIMEOUT_MS.create), {
           exitCode: exit.code,
         });
       }

@@ -26,21 +26,28 @@ if (process.getuid?.() === 0) {
   }
 }
 
-// Forking the agent inside gVisor takes tens of ms: den-spawn is started once the agent answers (readiness is what
-// a create waits for). A request that comes before it listens waits for it; one before it is started forks.
+// Forking the agent inside gVisor takes tens of ms and blocks its event loop: den-spawn is started after the first
+// request is answered (the daemon's readiness check, which a create waits for), or by the first process request
+// if that comes sooner. A request that comes before den-spawn listens waits for it.
 let spawner: Spawner | undefined;
+let spawnerStarted = false;
+function startSpawner(): Spawner | undefined {
+  if (!spawnerStarted) {
+    spawnerStarted = true;
+    spawner = Spawner.start(config.spawner, config.spawnDir);
+  }
+  return spawner;
+}
 
 const agent = createAgent({
   version: config.version,
-  spawner: () => spawner,
+  spawner: startSpawner,
   defaultUser: config.defaultUser,
   sandboxEnv: config.sandboxEnv,
   onPrepareCheckpoint: () => void prepareCheckpoint(),
 });
+agent.server.once('stream', (stream) => stream.once('close', () => setImmediate(startSpawner)));
 await agent.listen(config.socketPath);
-setImmediate(() => {
-  spawner = Spawner.start(config.spawner, config.spawnDir);
-});
 
 /**
  * Pause with memory (runsc checkpoint): gVisor cannot save a socket bound to a host file, so the agent closes its

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { destroyDaemon, REPO_ROOT, startDaemon, type TestDaemon } from '@den/e2e';
 import { DenClient, Sandbox } from '@den/sdk';
 import { e2bOverhead } from './e2b.js';
-import { idlePssPerSandboxMiB } from './memory.js';
+import { idleMemoryMiB } from './memory.js';
 import { pauseResume } from './pause.js';
 import { warmPoolCreate } from './pool.js';
 import { networkStepTimes, proxyOverhead } from './proxy.js';
@@ -192,20 +192,30 @@ async function benchRuntime(runtime: 'runsc' | 'runc', url: string, rootfs: stri
 
     // Idle memory per sandbox.
     const idle: Sandbox[] = [];
-    const denPss = await idlePssPerSandboxMiB(N.idle, async () => {
-      idle.push(await Sandbox.create({ url, runtime, memoryMB: 512 }));
+    const denMem = await idleMemoryMiB(N.idle, async () => {
+      const sbx = await Sandbox.create({ url, runtime, memoryMB: 512 });
+      idle.push(sbx);
+      return `/den/${sbx.id}`;
     });
     await Promise.all(idle.map((s) => s.kill()));
     let k = 0;
-    const rawPss = await idlePssPerSandboxMiB(N.idle, () =>
-      raw.start(`raw${runtime}idle${String(k++).padStart(4, '0')}`),
-    );
+    const rawMem = await idleMemoryMiB(N.idle, async () => {
+      const id = `raw${runtime}idle${String(k++).padStart(4, '0')}`;
+      await raw.start(id);
+      return raw.cgroupPath(id);
+    });
     rows.push({
       metric: 'idle memory per sandbox (PSS)',
       unit: 'MiB',
-      den: Number(denPss.toFixed(1)),
-      raw: Number(rawPss.toFixed(1)),
+      den: Number(denMem.perSandbox.toFixed(1)),
+      raw: Number(rawMem.perSandbox.toFixed(1)),
       target: runtime === 'runsc' ? 'den <= 40 MiB' : undefined,
+    });
+    rows.push({
+      metric: 'idle memory, machine-wide PSS',
+      unit: 'MiB',
+      den: Number(denMem.machineWide.toFixed(1)),
+      raw: Number(rawMem.machineWide.toFixed(1)),
     });
   } finally {
     await raw.cleanup();

@@ -1,5 +1,5 @@
 import { execFile, spawn } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -55,6 +55,8 @@ export class RawRuntime {
     this.mounts.push(merged);
     spec.root = { path: merged, readonly: false };
     spec.hostname = id;
+    // its own cgroup, so the benchmark can find all of its host processes (memory.ts)
+    spec.linux.cgroupsPath = this.cgroupPath(id);
     spec.mounts.push({
       destination: '/tmp',
       type: 'tmpfs',
@@ -63,6 +65,10 @@ export class RawRuntime {
     });
     await writeFile(join(bundle, 'config.json'), JSON.stringify(spec));
     return bundle;
+  }
+
+  cgroupPath(id: string): string {
+    return `/den-bench/${id}`;
   }
 
   /** create + start, detached; the container's stdio is /dev/null (a pipe would be held open by the container) */
@@ -107,6 +113,11 @@ export class RawRuntime {
     for (const id of stdout.split('\n').filter(Boolean)) await this.delete(id).catch(() => undefined);
     for (const m of this.mounts) await run('umount', [m]).catch(() => undefined);
     await rm(this.dir, { recursive: true, force: true });
+    // the runtimes remove each container's cgroup; the parent they created stays behind (empty)
+    for (const hierarchy of await readdir('/sys/fs/cgroup').catch(() => [] as string[])) {
+      await rmdir(join('/sys/fs/cgroup', hierarchy, 'den-bench')).catch(() => undefined);
+    }
+    await rmdir('/sys/fs/cgroup/den-bench').catch(() => undefined);
   }
 }
 

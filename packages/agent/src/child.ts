@@ -1,6 +1,7 @@
-import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { DenError, FrameType, type PtySize } from './contract.js';
 import type { LaunchPlan } from './launch.js';
+import type { PipedProcess, Spawner } from './spawner.js';
 
 export type OutputType = typeof FrameType.STDOUT | typeof FrameType.STDERR;
 
@@ -28,8 +29,21 @@ export interface ChildHandle {
  */
 const DRAIN_AFTER_EXIT_MS = 100;
 
-/** Starts a child with pipes, as its own session and process group (`detached`), as the plan's user. */
-export function spawnPipes(plan: LaunchPlan, events: ChildEvents): Promise<ChildHandle> {
+/**
+ * Starts a child with pipes, as its own session and process group (`detached`), as the plan's user: through the
+ * spawner when it runs (spawner.ts: far cheaper inside gVisor), else by forking the agent.
+ */
+export async function spawnPipes(plan: LaunchPlan, events: ChildEvents, spawner?: Spawner): Promise<ChildHandle> {
+  if (spawner?.available) {
+    let child: PipedProcess | undefined;
+    try {
+      child = await spawner.spawn(plan);
+    } catch (err) {
+      // the helper died meanwhile: fork instead
+      if (spawner.available) throw spawnError(err as NodeJS.ErrnoException, plan);
+    }
+    if (child) return new PipeChild(child, child.pid as number, events);
+  }
   const child = spawn(plan.file, plan.argv.slice(1), {
     argv0: plan.argv[0],
     cwd: plan.cwd,
@@ -43,7 +57,7 @@ export function spawnPipes(plan: LaunchPlan, events: ChildEvents): Promise<Child
     // The spawn failed; Node reports why in the 'error' event on the next tick.
     return new Promise((_, reject) => child.once('error', (err) => reject(spawnError(err, plan))));
   }
-  return Promise.resolve(new PipeChild(child, child.pid, events));
+  return new PipeChild(child, child.pid, events);
 }
 
 class PipeChild implements ChildHandle {
@@ -55,7 +69,7 @@ class PipeChild implements ChildHandle {
   private readonly drainWaiters = new Set<() => void>();
 
   constructor(
-    private readonly child: ChildProcessWithoutNullStreams,
+    private readonly child: PipedProcess,
     readonly pid: number,
     private readonly events: ChildEvents,
   ) {

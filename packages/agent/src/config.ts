@@ -9,6 +9,10 @@ export interface AgentConfig {
   /** environment every process gets, over the per-user defaults and under the request's own env */
   sandboxEnv: Record<string, string>;
   version: string;
+  /** den-spawn's binary (spawner.ts); unset or missing: the agent forks itself */
+  spawner: string | undefined;
+  /** root-only directory on a sandbox-internal filesystem for den-spawn's socket */
+  spawnDir: string;
 }
 
 export function configFromEnv(env: NodeJS.ProcessEnv = process.env): AgentConfig {
@@ -17,6 +21,10 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): AgentConfig
     defaultUser: env.DEN_DEFAULT_USER || 'user',
     sandboxEnv: parseSandboxEnv(env.DEN_SANDBOX_ENV),
     version: DEN_VERSION,
+    spawner: env.DEN_SPAWNER || undefined,
+    // /run is a tmpfs inside the sandbox: a socket there stays inside gVisor (one on a host-backed mount would be
+    // a host socket, which a checkpoint cannot save).
+    spawnDir: env.DEN_SPAWN_DIR || `/run/den-spawn-${process.pid}`,
   };
 }
 

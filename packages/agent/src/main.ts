@@ -1,6 +1,7 @@
 import { rmSync } from 'node:fs';
 import { configFromEnv } from './config.js';
 import { createAgent } from './server.js';
+import { Spawner } from './spawner.js';
 
 /**
  * The sandbox agent's entry point. It runs as root in the sandbox under tini (which reaps orphans and forwards
@@ -25,12 +26,27 @@ if (process.getuid?.() === 0) {
   }
 }
 
+// Forking the agent inside gVisor takes tens of ms and blocks its event loop: den-spawn is started after the first
+// request is answered (the daemon's readiness check, which a create waits for), or by the first process request
+// if that comes sooner. A request that comes before den-spawn listens waits for it.
+let spawner: Spawner | undefined;
+let spawnerStarted = false;
+function startSpawner(): Spawner | undefined {
+  if (!spawnerStarted) {
+    spawnerStarted = true;
+    spawner = Spawner.start(config.spawner, config.spawnDir);
+  }
+  return spawner;
+}
+
 const agent = createAgent({
   version: config.version,
+  spawner: startSpawner,
   defaultUser: config.defaultUser,
   sandboxEnv: config.sandboxEnv,
   onPrepareCheckpoint: () => void prepareCheckpoint(),
 });
+agent.server.once('stream', (stream) => stream.once('close', () => setImmediate(startSpawner)));
 await agent.listen(config.socketPath);
 
 /**
@@ -74,6 +90,7 @@ async function stop(signal: string): Promise<void> {
   console.error(`den-agent: ${signal}: stopping processes`);
   await agent.shutdown(SHUTDOWN_GRACE_MS);
   rmSync(config.socketPath, { force: true });
+  if (spawner) rmSync(config.spawnDir, { recursive: true, force: true });
   process.exit(0);
 }
 process.on('SIGTERM', () => void stop('SIGTERM'));

@@ -7,6 +7,7 @@ import { OutputRing } from './output-ring.js';
 import { BACKGROUND_BUFFER_BYTES } from './protocol.js';
 import { spawnPty } from './pty-child.js';
 import { killGroup } from './signals.js';
+import type { Spawner } from './spawner.js';
 
 /**
  * One process started by the agent: its child (pipes or PTY), the response streams attached to it (the one that
@@ -34,6 +35,7 @@ export class ManagedProcess {
   constructor(
     readonly plan: LaunchPlan,
     private readonly onEnd: (proc: ManagedProcess) => void,
+    private readonly spawner?: Spawner,
   ) {
     this.ring = plan.background ? new OutputRing(BACKGROUND_BUFFER_BYTES) : undefined;
   }
@@ -49,7 +51,7 @@ export class ManagedProcess {
       exit: (code, signal) => this.finish(code, signal),
     };
     const { plan } = this;
-    this.child = plan.pty ? await spawnPty(plan, plan.pty, events) : await spawnPipes(plan, events);
+    this.child = plan.pty ? await spawnPty(plan, plan.pty, events) : await spawnPipes(plan, events, this.spawner);
     this.pid = this.child.pid;
     if (plan.timeoutMs > 0) {
       this.timeoutTimer = setTimeout(() => {

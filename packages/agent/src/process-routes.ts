@@ -6,10 +6,13 @@ import { ManagedProcess } from './managed-process.js';
 import type { ProcessRegistry } from './process-registry.js';
 import { FRAMES_CONTENT_TYPE } from './protocol.js';
 import { parseSignal } from './signals.js';
+import type { Spawner } from './spawner.js';
 
 /** HTTP/2 handlers of the process endpoints. Parsing and protocol only; processes live in ManagedProcess. */
 export interface ProcessRouteDeps extends LaunchContext {
   registry: ProcessRegistry;
+  /** starts pipe processes when there is one (spawner.ts) */
+  spawner?: () => Spawner | undefined;
 }
 
 /**
@@ -38,7 +41,7 @@ export function openProcess(stream: ServerHttp2Stream, deps: ProcessRouteDeps): 
   };
   const start = async (frame: Frame): Promise<void> => {
     const plan = planLaunch(parseJsonFrame(frame, 'SPEC'), deps);
-    const p = new ManagedProcess(plan, deps.registry.ended);
+    const p = new ManagedProcess(plan, deps.registry.ended, deps.spawner?.());
     await p.start();
     proc = p;
     state = 'running';

@@ -14,6 +14,7 @@ import { listeningSockets, openConnections } from './ports.js';
 import { ProcessRegistry } from './process-registry.js';
 import * as processRoutes from './process-routes.js';
 import type { AgentHealth } from './protocol.js';
+import type { Spawner } from './spawner.js';
 import { UserDirectory } from './users.js';
 import { watchRoute } from './watch.js';
 
@@ -26,6 +27,8 @@ export interface AgentOptions {
   onPrepareCheckpoint?: () => void;
   defaultUser: string;
   sandboxEnv: Record<string, string>;
+  /** starts pipe processes without forking the agent (spawner.ts), once there is one; else the agent forks itself */
+  spawner?: () => Spawner | undefined;
   /** where /etc/passwd and /etc/group are read; the sandbox's own by default */
   userFiles?: { passwd: string; group: string };
 }
@@ -52,7 +55,12 @@ const SESSION_WINDOW_BYTES = 16 * 1024 * 1024;
 export function createAgent(options: AgentOptions): Agent {
   const users = new UserDirectory(options.defaultUser, options.userFiles);
   const registry = new ProcessRegistry();
-  const processDeps: processRoutes.ProcessRouteDeps = { users, sandboxEnv: options.sandboxEnv, registry };
+  const processDeps: processRoutes.ProcessRouteDeps = {
+    users,
+    sandboxEnv: options.sandboxEnv,
+    registry,
+    spawner: options.spawner,
+  };
   const fileDeps: fileRoutes.FileRouteDeps = { users, files: new FileService(users) };
   const sessions = new Set<Http2Session>();
 

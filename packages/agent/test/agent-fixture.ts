@@ -8,6 +8,8 @@ import { after, before } from 'node:test';
 import { AgentClient } from '../src/client.js';
 
 const MAIN = new URL('../src/main.js', import.meta.url).pathname;
+/** built by `npm run build` (scripts/bundle-agent.mjs) */
+export const SPAWNER = new URL('../den-spawn', import.meta.url).pathname;
 let counter = 0;
 
 /**
@@ -58,6 +60,9 @@ export async function startAgent(
       DEN_AGENT_SOCKET: socketPath,
       DEN_DEFAULT_USER: 'nobody',
       DEN_SANDBOX_ENV: JSON.stringify({ DEN_TEST_MARK: mark, ...options.sandboxEnv }),
+      // Processes start through den-spawn as in a sandbox (options.env can unset it to test the fallback).
+      DEN_SPAWNER: SPAWNER,
+      DEN_SPAWN_DIR: join(dir, 'spawn'),
       ...options.env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -17,7 +17,8 @@ import { runBinary } from './run-binary.js';
  *   lib/          every shared library of node and of the agent's native addons (ldd), and the dynamic loader
  *                 ld-linux-x86-64.so.2: node is started through it with --library-path, so it never reads the
  *                 image's libc (works in musl images and images without node)
- *   agent/packages/agent/{package.json,dist}   the built agent; entry agent/packages/agent/dist/agent.bundle.mjs (AGENT_ENTRY)
+ *   agent/packages/agent/{package.json,dist}   the built agent; entry agent/packages/agent/dist/agent.bundle.mjs (AGENT_ENTRY),
+ *                                              and its static process starter dist/den-spawn (SPAWNER_ENTRY)
  *   agent/node_modules/<dep>                   the agent's runtime dependency closure (@den/shared, node-pty, ...),
  *                                              found by Node walking up from the agent's dist to agent/node_modules
  *
@@ -28,7 +29,7 @@ import { runBinary } from './run-binary.js';
  */
 
 /** Bumped when the layout above changes, so an old directory with the same inputs is not reused. */
-const LAYOUT_VERSION = 'den-agent-root-1';
+const LAYOUT_VERSION = 'den-agent-root-2';
 const LOADER = 'ld-linux-x86-64.so.2';
 
 export interface AgentRootOptions {
@@ -115,7 +116,9 @@ async function agentTree(agentPkgDir: string, repoRoot: string): Promise<FileEnt
   const agentDest = 'agent/packages/agent';
   files.push({ src: join(agentPkgDir, 'package.json'), dest: `${agentDest}/package.json`, mode: 0o644 });
   for (const f of await walk(join(agentPkgDir, 'dist'), builtFileFilter)) {
-    files.push({ src: f, dest: `${agentDest}/dist/${relative(join(agentPkgDir, 'dist'), f)}`, mode: 0o644 });
+    // den-spawn, the agent's native process starter, is the one executable
+    const mode = (await stat(f)).mode & 0o111 ? 0o755 : 0o644;
+    files.push({ src: f, dest: `${agentDest}/dist/${relative(join(agentPkgDir, 'dist'), f)}`, mode });
   }
 
   const packagesDir = await realpath(join(repoRoot, 'packages'));

@@ -72,6 +72,14 @@ export abstract class OciRuntime implements Runtime {
   /** Runs between `create` and `start`, with the host pid the runtime wrote to the pid file. */
   protected async afterCreate(_config: ContainerConfig, _pid: number): Promise<void> {}
 
+  /**
+   * Whether `run --detach` may replace `create` + `start` (nothing has to happen between them): one runtime
+   * process instead of two. Measured with runsc on the den hosts: 238 ms instead of 322 (median of 6).
+   */
+  protected runsInOneStep(_config: ContainerConfig): boolean {
+    return false;
+  }
+
   protected invoke(subcommandArgs: string[], timeoutMs: number) {
     return runBinary(this.binary, [...this.globalArgs(), ...subcommandArgs], { runtime: this.name, timeoutMs });
   }
@@ -113,8 +121,14 @@ export abstract class OciRuntime implements Runtime {
     const log = await open(config.logFile, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT, 0o600);
     const logStart = (await log.stat()).size;
     try {
-      // A restore creates and starts the container from the image in one step (`runsc restore --detach`).
-      const verb = opts.restoreFrom ? ['restore', '--detach', '--image-path', opts.restoreFrom] : ['create'];
+      // A restore creates and starts the container from the image in one step (`runsc restore --detach`), and so
+      // does `run --detach` when nothing has to happen between create and start.
+      const oneStep = !opts.restoreFrom && this.runsInOneStep(config);
+      const verb = opts.restoreFrom
+        ? ['restore', '--detach', '--image-path', opts.restoreFrom]
+        : oneStep
+          ? ['run', '--detach']
+          : ['create'];
       const create = this.createCommand([
         ...this.globalArgs(),
         ...verb,
@@ -132,13 +146,15 @@ export abstract class OciRuntime implements Runtime {
       if (exit.code !== 0) {
         // The runtime's stderr was the log file (the container inherits it); its error is the log's new tail.
         const tail = await readTail(config.logFile, logStart);
-        throw runtimeFailed(this.name, verb[0]!, describeExit({ ...exit, stderr: tail }, TIMEOUT_MS.create), {
+        // `run --detach` is reported as the create it stands for
+        const step = opts.restoreFrom ? 'restore' : 'create';
+        throw runtimeFailed(this.name, step, describeExit({ ...exit, stderr: tail }, TIMEOUT_MS.create), {
           exitCode: exit.code,
         });
       }
       const pid = Number.parseInt(await readFile(pidFile, 'utf8'), 10);
       if (!(pid > 0)) throw runtimeFailed(this.name, 'create', `no pid in ${pidFile}`);
-      if (!opts.restoreFrom) {
+      if (!opts.restoreFrom && !oneStep) {
         await this.afterCreate(config, pid);
         const start = this.createCommand([...this.globalArgs(), 'start', config.id]);
         await runBinary(start.binary, start.args, { runtime: this.name, timeoutMs: TIMEOUT_MS.start });

@@ -13,6 +13,8 @@ export const AGENT_SOCKET = `${AGENT_SOCKET_DIR}/agent.sock`;
 /** path of the agent's entry point inside the agent root */
 /** the agent bundled into one module (scripts/bundle-agent.mjs): far fewer file loads through gVisor's gofer */
 export const AGENT_ENTRY = 'agent/packages/agent/dist/agent.bundle.mjs';
+/** the agent's static process starter (packages/agent/native/den-spawn.c), when it was built */
+export const SPAWNER_ENTRY = 'agent/packages/agent/dist/den-spawn';
 /** path of the runsc OOM guard (oom-guard.ts) inside the agent root */
 export const OOM_GUARD_ENTRY = 'guard/oom-guard.mjs';
 
@@ -184,6 +186,8 @@ export function buildSpec(config: ContainerConfig, runtime: RuntimeName, options
   env.set('PATH', DEFAULT_PATH.slice('PATH='.length));
   for (const [k, v] of Object.entries(config.env)) env.set(k, v);
   env.set('DEN_AGENT_SOCKET', AGENT_SOCKET);
+  // The agent checks that it exists (a build without a C compiler has none) and forks itself otherwise.
+  env.set('DEN_SPAWNER', `${AGENT_MOUNT}/${SPAWNER_ENTRY}`);
   if (runsc) env.set('DEN_OOM_GUARD_MB', String(config.memoryMB));
 
   const mounts: OciMount[] = [

@@ -26,6 +26,11 @@ export class RuncRuntime extends OciRuntime {
    * nothing in the sandbox can use 127.0.0.1. The container's init is stopped in `create` until `start`, so this is
    * done before any sandbox code runs.
    */
+  /** Only a container without den's network namespace needs `lo` brought up between create and start. */
+  protected override runsInOneStep(config: ContainerConfig): boolean {
+    return Boolean(config.netnsPath);
+  }
+
   protected override async afterCreate(config: ContainerConfig, pid: number): Promise<void> {
     // A namespace from den's network manager already has lo up.
     if (config.netnsPath) return;

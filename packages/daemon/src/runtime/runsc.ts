@@ -101,6 +101,11 @@ export class RunscRuntime extends OciRuntime {
     };
   }
 
+  /** runsc needs nothing between create and start. */
+  protected override runsInOneStep(): boolean {
+    return true;
+  }
+
   override readonly canCheckpoint = true;
 
   /**

@@ -1,13 +1,14 @@
 /** ensureAgentRoot with the repository's built agent; the node in the root runs the agent's dependencies. */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { ensureAgentRoot } from '../../src/runtime/agent-root.js';
+import { SPAWNER_ENTRY } from '../../src/runtime/oci-spec.js';
 
 const REPO_ROOT = fileURLToPath(new URL('../../../../../', import.meta.url));
 const built = existsSync(join(REPO_ROOT, 'packages/agent/dist/src/main.js'));
@@ -42,6 +43,9 @@ describe('ensureAgentRoot', { skip: built ? false : 'the agent is not built: run
       assert.ok(existsSync(join(root, f)), f);
     }
     assert.equal(existsSync(join(root, 'agent/packages/agent/dist/test')), false, 'tests are not shipped');
+    // den-spawn, the agent's process starter, keeps its executable bit; the agent's modules do not get one
+    assert.equal(statSync(join(root, SPAWNER_ENTRY)).mode & 0o777, 0o755);
+    assert.equal(statSync(join(root, 'agent/packages/agent/dist/agent.bundle.mjs')).mode & 0o777, 0o644);
     assert.equal(existsSync(join(root, 'agent/node_modules/node-pty/prebuilds/darwin-x64')), false);
   });
 

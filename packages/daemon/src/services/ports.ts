@@ -58,9 +58,10 @@ export interface Runtime {
   version(): Promise<string>;
   /**
    * Writes the bundle, creates and starts the container detached (it outlives the daemon); with `restoreFrom`, the
-   * container starts from a checkpoint image instead (same config as when it was checkpointed).
+   * container starts from a checkpoint image instead (same config as when it was checkpointed). `removed`: the caller
+   * has just deleted any container of this id, so the runtime need not look for one first.
    */
-  run(config: ContainerConfig, opts?: { restoreFrom?: string }): Promise<void>;
+  run(config: ContainerConfig, opts?: { restoreFrom?: string; removed?: boolean }): Promise<void>;
   /** true when `checkpoint` can save a running container's memory (runsc; runc's CRIU fails on these kernels) */
   readonly canCheckpoint: boolean;
   /** saves the container's memory and process state into `imageDir`; the container is gone afterwards */
@@ -71,6 +72,8 @@ export interface Runtime {
   list(): Promise<ContainerState[]>;
   /** sends a signal to the container's init; no error when it is already gone */
   kill(id: string, signal?: string): Promise<void>;
+  /** sends a signal to a container known to run, without asking the runtime for its state first (one call less) */
+  signal(id: string, signal: string): Promise<void>;
   /** stops (SIGKILL) and removes the container and its runtime state; no error when it does not exist */
   delete(id: string): Promise<void>;
   /** the runtime's own `exec` (no agent): the raw baseline for benchmarks and a debugging aid */

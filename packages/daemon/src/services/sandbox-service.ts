@@ -29,6 +29,7 @@ import type {
   SandboxRecord,
   SandboxStore,
 } from './ports.js';
+import { wakeRestoredAgent } from './restore-wake.js';
 
 export interface Logger {
   info(obj: object, msg?: string): void;
@@ -525,16 +526,22 @@ export class SandboxService {
     if (rec.state !== 'creating') await this.deps.store.update(rec.id, { state: 'starting' });
     const image = await images.get(rec.image);
     await mkdir(p.dir, { recursive: true });
-    await rootfs.ensureDisk(rec.id, rec.diskMB);
-    t.mark('disk');
-    const rootfsDir = await rootfs.mount(rec.id, images.layerDirs(image));
-    t.mark('mount');
     this.dropAgent(rec.id);
-    if (!opts.fresh) await rt.delete(rec.id);
-    const address = rec.address ?? (await this.assignAddress(rec.id));
-    const net = await this.deps.network.setUp(this.networkSpec(rec, address));
-    this.adopted.add(rec.id);
-    t.mark('network');
+    // The root filesystem and the network do not depend on each other: both are set up at once.
+    const [rootfsDir, net] = await allSettled([
+      t.timed('rootfs', async () => {
+        await rootfs.ensureDisk(rec.id, rec.diskMB);
+        return rootfs.mount(rec.id, images.layerDirs(image));
+      }),
+      t.timed('network', async () => {
+        if (!opts.fresh) await rt.delete(rec.id);
+        const address = rec.address ?? (await this.assignAddress(rec.id));
+        const attachment = await this.deps.network.setUp(this.networkSpec(rec, address));
+        this.adopted.add(rec.id);
+        return attachment;
+      }),
+    ]);
+    t.mark('setup');
     await rm(p.agentSocket, { force: true });
     await mkdir(p.socketDir, { recursive: true });
     const sandboxEnv = {
@@ -563,8 +570,10 @@ export class SandboxService {
     let restored = false;
     if (memoryImage) {
       try {
-        await rt.run(config, { restoreFrom: memoryImage });
+        await rt.run(config, { restoreFrom: memoryImage, removed: true });
+        t.mark('restore');
         await this.wakeRestoredAgent(rt, rec.id);
+        t.mark('wake');
         restored = true;
       } catch (err) {
         this.deps.log.warn(
@@ -575,10 +584,13 @@ export class SandboxService {
       }
       await rm(memoryImage, { recursive: true, force: true });
     }
-    if (!restored) await rt.run(config);
-    t.mark(restored ? 'restore' : 'runtime');
-    await this.agent(rec.id).waitReady(AGENT_READY_TIMEOUT_MS);
-    t.mark('agent');
+    if (!restored) {
+      // Fresh or not, no container of this id exists: a fresh sandbox never had one, others were deleted above.
+      await rt.run(config, { removed: true });
+      t.mark('runtime');
+      await this.agent(rec.id).waitReady(AGENT_READY_TIMEOUT_MS);
+      t.mark('agent');
+    }
     const updated = await this.deps.store.update(rec.id, {
       state: 'running',
       ...(restored ? {} : { startedAt: new Date().toISOString() }),
@@ -648,6 +660,7 @@ export class SandboxService {
       await rm(imageDir, { recursive: true, force: true });
     }
     const paused = await this.finishPause(rec, reason === undefined, reason);
+    t.mark('teardown');
     this.deps.log.info({ sandbox: rec.id, memory: reason === undefined, ms: t.steps }, 'sandbox paused');
     return paused;
   }
@@ -674,22 +687,14 @@ export class SandboxService {
     }))!;
   }
 
-  /**
-   * The agent closed its listener for the checkpoint; SIGUSR2 (forwarded by tini) makes it listen again. A signal
-   * sent while the restored sandbox is still loading can be lost (measured: the first one right after `runsc restore`
-   * returned sometimes never arrived), so it is repeated until the agent answers; the agent ignores extra ones.
-   */
+  /** The restored agent listens again on SIGUSR2 (restore-wake.ts). */
   private async wakeRestoredAgent(rt: Runtime, id: string): Promise<void> {
-    const deadline = Date.now() + AGENT_READY_TIMEOUT_MS;
-    for (;;) {
-      await rt.kill(id, 'SIGUSR2');
-      try {
-        await this.agent(id).waitReady(150);
-        return;
-      } catch (err) {
-        if (Date.now() > deadline) throw err;
-      }
-    }
+    await wakeRestoredAgent({
+      signal: () => rt.signal(id, 'SIGUSR2'),
+      socketPath: this.deps.paths.sandbox(id).agentSocket,
+      ready: (ms) => this.agent(id).waitReady(ms),
+      timeoutMs: AGENT_READY_TIMEOUT_MS,
+    });
   }
 
   /**
@@ -907,6 +912,14 @@ function newPreviewToken(): string {
   return randomBytes(24).toString('base64url');
 }
 
+/** Promise.all that waits for every promise to settle before it rejects (nothing keeps running behind an error). */
+async function allSettled<T extends readonly unknown[]>(promises: { [K in keyof T]: Promise<T[K]> }): Promise<T> {
+  const results = await Promise.allSettled(promises);
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+  return results.map((r) => (r as PromiseFulfilledResult<unknown>).value) as unknown as T;
+}
+
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
@@ -920,5 +933,15 @@ class StepTimer {
     const now = performance.now();
     this.steps[step] = Math.round(now - this.last);
     this.last = now;
+  }
+
+  /** Times a step that runs beside others: its own duration (the next `mark` covers the whole parallel part). */
+  async timed<T>(step: string, run: () => Promise<T>): Promise<T> {
+    const start = performance.now();
+    try {
+      return await run();
+    } finally {
+      this.steps[step] = Math.round(performance.now() - start);
+    }
   }
 }

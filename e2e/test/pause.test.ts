@@ -57,6 +57,32 @@ describe('pause and resume', () => {
     await sbx.kill();
   });
 
+  test('runsc: a background command with its output attached keeps its memory, and its output streams on after resume', async () => {
+    const sbx = await Sandbox.create({ url: daemon.url, runtime: 'runsc', memoryMB: 512 });
+    let out = '';
+    const handle = await sbx.commands.run('i=0; while true; do i=$((i+1)); echo $i; sleep 0.1; done', {
+      background: true,
+      onStdout: (s) => {
+        out += s;
+      },
+    });
+    const lines = () => out.split('\n').filter(Boolean).map(Number);
+    await waitFor(() => lines().length >= 3, 'the command to print');
+    const paused = await sbx.pause();
+    assert.deepEqual({ memory: paused.pause?.memory, reason: paused.pause?.reason }, { memory: true, reason: null });
+    const atPause = lines().length;
+    await sbx.resume();
+    await waitFor(() => lines().length >= atPause + 3, 'output after the resume');
+    // The same shell continued counting (memory kept), and no line was lost or repeated across the pause.
+    assert.deepEqual(
+      lines(),
+      lines().map((_, i) => i + 1),
+    );
+    await handle.kill();
+    assert.equal((await handle.wait()).signal, 'SIGKILL');
+    await sbx.kill();
+  });
+
   test('a call to a paused sandbox wakes it: exec, files, and a preview request', async () => {
     const sbx = await Sandbox.create({ url: daemon.url, runtime: 'runsc', memoryMB: 512 });
     await sbx.commands.run('nohup python3 -m http.server 8000 --directory /tmp >/dev/null 2>&1 &');

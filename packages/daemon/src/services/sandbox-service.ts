@@ -73,6 +73,8 @@ export class SandboxService {
   private readonly adopted = new Set<string>();
   private poolListener: ((image: string, runtime: RuntimeName) => void) | undefined;
   private readonly previewListeners: ((sandboxId: string) => void)[] = [];
+  /** streams waiting across a pause: called whenever a sandbox ends up running, stopped or deleted */
+  private readonly settleWaiters = new Map<string, Set<() => void>>();
   /** called before a sandbox stops or is deleted (the preview proxy drops its pooled connections into it) */
   private readonly leaveListeners: ((sandboxId: string) => void)[] = [];
 
@@ -479,6 +481,45 @@ export class SandboxService {
     this.leaveListeners.push(listener);
   }
 
+  /** The sandbox's `startedAt` while it is being paused or is paused; undefined otherwise. */
+  async pausing(id: string): Promise<{ startedAt: string | null } | undefined> {
+    const rec = await this.deps.store.get(id);
+    if (!rec || (rec.desiredState !== 'paused' && rec.state !== 'pausing' && rec.state !== 'paused')) return undefined;
+    return { startedAt: rec.startedAt };
+  }
+
+  /**
+   * Resolves once the sandbox runs again, with `restored` true when it came back from its memory image (same
+   * `startedAt`: its processes continued), false when it started afresh, stopped or was deleted (process streams
+   * kept open across a pause: api/process-follow.ts). Does not wake it.
+   */
+  async untilRunning(id: string, startedAt: string | null): Promise<{ restored: boolean }> {
+    for (;;) {
+      // Registered before the read, so a change between the two is not missed.
+      const settled = new Promise<void>((resolve) => {
+        const waiters = this.settleWaiters.get(id) ?? new Set();
+        waiters.add(resolve);
+        this.settleWaiters.set(id, waiters);
+      });
+      const rec = await this.deps.store.get(id);
+      if (!rec || rec.desiredState === 'deleted' || rec.desiredState === 'stopped' || rec.state === 'stopped') {
+        this.settled(id);
+        return { restored: false };
+      }
+      if (rec.state === 'running') {
+        this.settled(id);
+        return { restored: rec.startedAt === startedAt };
+      }
+      await settled;
+    }
+  }
+
+  private settled(id: string): void {
+    const waiters = this.settleWaiters.get(id);
+    this.settleWaiters.delete(id);
+    for (const wake of waiters ?? []) wake();
+  }
+
   private notifyLeaving(sandboxId: string): void {
     for (const listener of this.leaveListeners) {
       try {
@@ -598,6 +639,7 @@ export class SandboxService {
       pause: null,
     });
     this.deps.log.info({ sandbox: rec.id, runtime: rec.runtime, ms: t.steps }, 'sandbox running');
+    this.settled(rec.id);
     return updated!;
   }
 
@@ -620,18 +662,6 @@ export class SandboxService {
     try {
       // gVisor 2024 cannot save a TCP endpoint that is connected or in TIME_WAIT, and a failed checkpoint kills the
       // sandbox: wait briefly for connections to close (den's own were just dropped), else keep the filesystem only.
-      // Measured with runsc 2024: a process the agent started with its output still attached (a background command,
-      // a running exec) makes the checkpoint fail (gVisor cannot save the agent's end of its stdio sockets).
-      const attached = (await this.agent(rec.id).listProcesses()).filter((p) => !p.exit && !p.pty);
-      if (attached.length) {
-        const list = attached
-          .slice(0, 3)
-          .map((p) => `pid ${p.pid} ${p.cmd.join(' ').slice(0, 60)}`)
-          .join(', ');
-        throw new NotCheckpointable(
-          `processes started through den still have their output attached (${list}); start long-running servers detached (nohup ... &) to keep memory on pause`,
-        );
-      }
       const open = await this.openConnections(rec.id);
       if (open.length) {
         const list = open
@@ -643,7 +673,11 @@ export class SandboxService {
         );
       }
       await this.agent(rec.id).prepareCheckpoint();
-      this.dropAgent(rec.id);
+      // At once, not gracefully: a graceful close waits for open streams (the output of a process started through den
+      // stays attached), and while den's end stays open gVisor keeps the agent's end alive, a host connection it
+      // cannot save. Measured: every checkpoint with such a process failed until den's end was destroyed.
+      this.agents.get(rec.id)?.destroy();
+      this.agents.delete(rec.id);
       await this.socketGone(rec.id);
       t.mark('prepare');
       await rt.checkpoint(rec.id, imageDir);
@@ -758,7 +792,9 @@ export class SandboxService {
     // A memory image of an earlier pause is stale once the sandbox was stopped: the next start is a fresh boot.
     await rm(this.deps.paths.sandbox(rec.id).checkpointDir, { recursive: true, force: true });
     this.deps.log.info({ sandbox: rec.id, ms: t.steps }, 'sandbox stopped');
-    return (await this.deps.store.update(rec.id, { state: 'stopped', pause: null }))!;
+    const stopped = (await this.deps.store.update(rec.id, { state: 'stopped', pause: null }))!;
+    this.settled(rec.id);
+    return stopped;
   }
 
   private async ensureDeleted(rec: SandboxRecord): Promise<void> {
@@ -771,6 +807,7 @@ export class SandboxService {
     await this.deps.rootfs.destroy(rec.id);
     await rm(this.deps.paths.sandbox(rec.id).dir, { recursive: true, force: true });
     await this.deps.store.delete(rec.id);
+    this.settled(rec.id);
   }
 
   // ---- helpers ----

@@ -41,7 +41,11 @@ describe('pause and resume', () => {
     const paused = await sbx.pause();
     assert.equal(paused.state, 'paused');
     assert.deepEqual({ memory: paused.pause?.memory, reason: paused.pause?.reason }, { memory: true, reason: null });
-    // Paused: no container, no mount, no namespace.
+    // Paused: no container, no mount, no namespace (removed right after the pause answered).
+    await waitFor(
+      () => networkLeftovers(daemon.bridge).length === 0 && leftovers(daemon.home).length === 0,
+      'the paused sandbox to be cleared from the machine',
+    );
     assert.deepEqual(networkLeftovers(daemon.bridge), []);
     assert.deepEqual(leftovers(daemon.home), []);
     const resumed = await sbx.resume();
@@ -141,6 +145,26 @@ describe('pause and resume', () => {
     assert.equal((await again.info()).state, 'paused');
     await new Promise((r) => setTimeout(r, 300));
     assert.equal((await again.info()).state, 'paused', 'reconcile leaves it paused');
+    const before = await count(again);
+    await new Promise((r) => setTimeout(r, 500));
+    assert.ok((await count(again)) > before, 'the counter continues');
+    await again.kill();
+  });
+
+  test('a daemon killed right after a pause answered clears the paused sandbox when it restarts', async () => {
+    const sbx = await Sandbox.create({ url: daemon.url, runtime: 'runsc', memoryMB: 512, name: 'crashy' });
+    await sbx.commands.run(COUNTER);
+    await waitFor(async () => (await count(sbx).catch(() => 0)) > 3, 'the counter to run');
+    await sbx.pause();
+    // The container, mounts and network go after the answer: a SIGKILL now usually lands before they are gone.
+    await daemon.kill9();
+    daemon = await daemon.restart();
+    await waitFor(
+      () => networkLeftovers(daemon.bridge).length === 0 && leftovers(daemon.home).length === 0,
+      'reconcile to clear the paused sandbox',
+    );
+    const again = await Sandbox.connect('crashy', { url: daemon.url });
+    assert.equal((await again.info()).state, 'paused');
     const before = await count(again);
     await new Promise((r) => setTimeout(r, 500));
     assert.ok((await count(again)) > before, 'the counter continues');

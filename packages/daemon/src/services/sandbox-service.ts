@@ -69,6 +69,8 @@ const STOP_GRACE_MS = 3_000;
 export class SandboxService {
   private readonly locks = new KeyedMutex();
   private readonly agents = new Map<string, AgentConnection>();
+  /** sandboxes paused with memory whose container, mounts and network this daemon process has removed */
+  private readonly pausedTornDown = new Set<string>();
   /** sandboxes whose network rules this daemon process has applied */
   private readonly adopted = new Set<string>();
   private poolListener: ((image: string, runtime: RuntimeName) => void) | undefined;
@@ -481,6 +483,9 @@ export class SandboxService {
         } else if (rec.desiredState === 'paused') {
           // A pause interrupted by a crash: what is left is stopped; a memory image, if complete, stays usable.
           if (rec.state !== 'paused') await this.finishPause(rec, await this.hasMemoryImage(rec.id));
+          // Paused with memory, and its clear-up may not have happened (a crash right after the pause, or it failed):
+          // done once per daemon process (every step is idempotent).
+          else if (rec.pause?.memory && !this.pausedTornDown.has(id)) await this.tearDownPaused(rec);
         } else if (!(await this.isHealthy(rec))) {
           this.deps.log.warn({ sandbox: id, state: rec.state }, 'sandbox is not running as desired; starting it');
           await this.ensureRunning(rec);
@@ -709,15 +714,23 @@ export class SandboxService {
       );
       await rm(imageDir, { recursive: true, force: true });
     }
-    const paused = await this.finishPause(rec, reason === undefined, reason);
-    t.mark('teardown');
+    const paused = await this.finishPause(rec, reason === undefined, reason, { later: true });
+    t.mark('finish');
     this.deps.log.info({ sandbox: rec.id, memory: reason === undefined, ms: t.steps }, 'sandbox paused');
     return paused;
   }
 
-  /** After a checkpoint (or instead of one): nothing of the sandbox stays on the machine but its disk and image. */
-  private async finishPause(rec: SandboxRecord, memory: boolean, reason?: string): Promise<SandboxRecord> {
-    const rt = this.runtimeFor(rec.runtime);
+  /**
+   * After a checkpoint (or instead of one): nothing of the sandbox stays on the machine but its disk and image. With
+   * `later`, a sandbox whose memory was saved is reported paused at once and its container, mounts and network are
+   * removed right after, under its lock (a resume queues behind that); a crash in between is finished by reconcile.
+   */
+  private async finishPause(
+    rec: SandboxRecord,
+    memory: boolean,
+    reason?: string,
+    opts: { later?: boolean } = {},
+  ): Promise<SandboxRecord> {
     if (!memory) {
       // Without a memory image the processes must end cleanly: SIGTERM first, as a stop does.
       const stopped = await this.ensureStopped(rec);
@@ -727,14 +740,43 @@ export class SandboxService {
       }))!;
     }
     this.dropAgent(rec.id);
-    await rt.delete(rec.id);
-    await this.deps.network.tearDown(rec.id, rec.address);
-    this.adopted.delete(rec.id);
-    await this.deps.rootfs.unmount(rec.id);
-    return (await this.deps.store.update(rec.id, {
+    this.pausedTornDown.delete(rec.id);
+    if (!opts.later) await this.tearDownPaused(rec);
+    const paused = (await this.deps.store.update(rec.id, {
       state: 'paused',
       pause: { memory: true, reason: null, at: new Date().toISOString() },
     }))!;
+    if (opts.later) {
+      void this.locks
+        .run(rec.id, async () => {
+          // A request that woke it meanwhile (or a delete) has cleaned up by itself.
+          if ((await this.deps.store.get(rec.id))?.state === 'paused') await this.tearDownPaused(rec);
+        })
+        .catch((err: unknown) =>
+          this.deps.log.warn(
+            { sandbox: rec.id, err: String(err) },
+            'clearing up after a pause failed; reconcile retries',
+          ),
+        );
+    }
+    return paused;
+  }
+
+  /** Removes what a sandbox paused with memory leaves besides its disk and image: container, mounts, network. */
+  private async tearDownPaused(rec: SandboxRecord): Promise<void> {
+    const rt = this.runtimeFor(rec.runtime);
+    const t = new StepTimer();
+    await allSettled([
+      // The sandbox's processes (the gofer holds the root filesystem) must be gone before the unmount.
+      t.timed('container', async () => {
+        await rt.delete(rec.id);
+        await this.deps.rootfs.unmount(rec.id);
+      }),
+      t.timed('network', () => this.deps.network.tearDown(rec.id, rec.address)),
+    ]);
+    this.adopted.delete(rec.id);
+    this.pausedTornDown.add(rec.id);
+    this.deps.log.info({ sandbox: rec.id, ms: t.steps }, 'paused sandbox cleared from the machine');
   }
 
   /** The restored agent listens again on SIGUSR2 (restore-wake.ts). */

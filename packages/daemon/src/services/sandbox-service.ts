@@ -179,15 +179,7 @@ export class SandboxService {
     });
     return this.locks.run(rec.id, async () => {
       try {
-        const running = await this.ensureRunning(rec, { fresh: true });
-        // The first process a sandbox starts is the slowest (measured on runsc: ~50 ms more than the next ones);
-        // a pooled sandbox starts one while it waits, so the first exec of whoever takes it is not that one.
-        // An image without `true` just skips this.
-        if (options.pooled)
-          await this.agent(rec.id)
-            .run({ cmd: ['true'] })
-            .catch(() => undefined);
-        return running;
+        return await this.ensureRunning(rec, { fresh: true });
       } catch (err) {
         // A create that fails leaves nothing behind: no container, mount, loop device, directory or row.
         this.deps.log.warn({ sandbox: rec.id, err: String(err) }, 'create failed; rolling back');
@@ -652,6 +644,15 @@ export class SandboxService {
       t.mark('runtime');
       await this.agent(rec.id).waitReady(AGENT_READY_TIMEOUT_MS);
       t.mark('agent');
+      // The first process a sandbox starts is the slowest (measured on runsc: ~50 ms more than the next ones): a
+      // pooled sandbox starts one before it counts as ready, so the first exec of whoever takes it is not that one.
+      // An image without `true` just skips this.
+      if (rec.pooled) {
+        await this.agent(rec.id)
+          .run({ cmd: ['true'] })
+          .catch(() => undefined);
+        t.mark('warm-up');
+      }
     }
     const updated = await this.deps.store.update(rec.id, {
       state: 'running',

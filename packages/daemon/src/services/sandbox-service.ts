@@ -59,6 +59,12 @@ export interface SandboxServiceDeps {
 const AGENT_READY_TIMEOUT_MS = 20_000;
 /** How long a pause waits for TCP connections in the sandbox to close before it gives up on saving memory. */
 const CONNECTIONS_CLOSE_MS = 1_500;
+/**
+ * How long after a pause with memory its stopped container, mounts and network are removed: a sandbox woken within
+ * this (a timeout pause followed by a request, pause/resume in a script) skips that work and its wait. They hold no
+ * CPU or memory meanwhile (the sandbox's processes ended with the checkpoint).
+ */
+const PAUSE_CLEAR_DELAY_MS = 1_000;
 /** Grace period between SIGTERM and SIGKILL when stopping (the agent forwards SIGTERM to every process). */
 const STOP_GRACE_MS = 3_000;
 
@@ -723,8 +729,9 @@ export class SandboxService {
 
   /**
    * After a checkpoint (or instead of one): nothing of the sandbox stays on the machine but its disk and image. With
-   * `later`, a sandbox whose memory was saved is reported paused at once and its container, mounts and network are
-   * removed right after, under its lock (a resume queues behind that); a crash in between is finished by reconcile.
+   * `later`, a sandbox whose memory was saved is reported paused at once and its (stopped) container, mounts and
+   * network are removed PAUSE_CLEAR_DELAY_MS later, under its lock; a request that wakes it before then neither waits
+   * for that nor mounts again. A crash in between is finished by reconcile.
    */
   private async finishPause(
     rec: SandboxRecord,
@@ -748,17 +755,21 @@ export class SandboxService {
       pause: { memory: true, reason: null, at: new Date().toISOString() },
     }))!;
     if (opts.later) {
-      void this.locks
-        .run(rec.id, async () => {
-          // A request that woke it meanwhile (or a delete) has cleaned up by itself.
-          if ((await this.deps.store.get(rec.id))?.state === 'paused') await this.tearDownPaused(rec);
-        })
-        .catch((err: unknown) =>
-          this.deps.log.warn(
-            { sandbox: rec.id, err: String(err) },
-            'clearing up after a pause failed; reconcile retries',
-          ),
-        );
+      const clear = () =>
+        this.locks
+          .run(rec.id, async () => {
+            // A request that woke it meanwhile (or a delete) reused or removed all of it by itself; a later pause
+            // has its own timer.
+            const now = await this.deps.store.get(rec.id);
+            if (now?.state === 'paused' && now.pause?.at === paused.pause?.at) await this.tearDownPaused(rec);
+          })
+          .catch((err: unknown) =>
+            this.deps.log.warn(
+              { sandbox: rec.id, err: String(err) },
+              'clearing up after a pause failed; reconcile retries',
+            ),
+          );
+      setTimeout(clear, PAUSE_CLEAR_DELAY_MS).unref();
     }
     return paused;
   }

@@ -94,7 +94,7 @@ export function connectProcess(
   stream: ServerHttp2Stream,
   pid: number,
   deps: ProcessRouteDeps,
-  replayFrom: number | undefined = 0,
+  replayFrom: number | undefined,
 ): void {
   const proc = deps.registry.get(pid);
   if (!proc) throw processNotFound(pid);

@@ -65,6 +65,9 @@ describe('agent: background processes', () => {
     const none = new OutputReader(await client.connectProcess(pid, { from: received.length }));
     await none.exit();
     assert.equal(none.output, '');
+    const noReplay = new OutputReader(await client.connectProcess(pid, { replay: false }));
+    await noReplay.exit();
+    assert.equal(noReplay.output, '');
     await assert.rejects(
       client.connectProcess(pid, { from: -1 }).then((c) => new OutputReader(c).exit()),
       /from must be/,

@@ -28,7 +28,11 @@ describe('pause and resume', () => {
     const paused = await sbx.pause();
     assert.equal(paused.state, 'paused');
     assert.deepEqual({ memory: paused.pause?.memory, reason: paused.pause?.reason }, { memory: true, reason: null });
-    // Paused: no container, no mount, no namespace.
+    // Paused: no container, no mount, no namespace (removed right after the pause answered).
+    await waitFor(
+      () => networkLeftovers(daemon.bridge).length === 0 && leftovers(daemon.home).length === 0,
+      'the paused sandbox to be cleared from the machine',
+    );
     assert.deepEqual(networkLeftovers(daemon.bridge), []);
     // The kernel detaches the disk's loop device (autoclear) a moment after the unmount.
     await waitFor(async () => leftovers(daemon.home).length === 0, 'nothing of the paused sandbox left', 5_000);
@@ -42,6 +46,32 @@ describe('pause and resume', () => {
     // The python process is the same one (pid kept): memory state, not a restart.
     const ps = await sbx.commands.run('pgrep -f "import time" | head -1');
     assert.match(ps.stdout, /^\d+\n$/);
+    await sbx.kill();
+  });
+
+  test('runsc: a background command with its output attached keeps its memory, and its output streams on after resume', async () => {
+    const sbx = await Sandbox.create({ url: daemon.url, runtime: 'runsc', memoryMB: 512 });
+    let out = '';
+    const handle = await sbx.commands.run('i=0; while true; do i=$((i+1)); echo $i; sleep 0.1; done', {
+      background: true,
+      onStdout: (s) => {
+        out += s;
+      },
+    });
+    const lines = () => out.split('\n').filter(Boolean).map(Number);
+    await waitFor(() => lines().length >= 3, 'the command to print');
+    const paused = await sbx.pause();
+    assert.deepEqual({ memory: paused.pause?.memory, reason: paused.pause?.reason }, { memory: true, reason: null });
+    const atPause = lines().length;
+    await sbx.resume();
+    await waitFor(() => lines().length >= atPause + 3, 'output after the resume');
+    // The same shell continued counting (memory kept), and no line was lost or repeated across the pause.
+    assert.deepEqual(
+      lines(),
+      lines().map((_, i) => i + 1),
+    );
+    await handle.kill();
+    assert.equal((await handle.wait()).signal, 'SIGKILL');
     await sbx.kill();
   });
 
@@ -103,6 +133,26 @@ describe('pause and resume', () => {
     assert.equal((await again.info()).state, 'paused');
     await new Promise((r) => setTimeout(r, 300));
     assert.equal((await again.info()).state, 'paused', 'reconcile leaves it paused');
+    const before = await count(again);
+    await new Promise((r) => setTimeout(r, 500));
+    assert.ok((await count(again)) > before, 'the counter continues');
+    await again.kill();
+  });
+
+  test('a daemon killed right after a pause answered clears the paused sandbox when it restarts', async () => {
+    const sbx = await Sandbox.create({ url: daemon.url, runtime: 'runsc', memoryMB: 512, name: 'crashy' });
+    await sbx.commands.run(COUNTER);
+    await waitFor(async () => (await count(sbx).catch(() => 0)) > 3, 'the counter to run');
+    await sbx.pause();
+    // The container, mounts and network go after the answer: a SIGKILL now usually lands before they are gone.
+    await daemon.kill9();
+    daemon = await daemon.restart();
+    await waitFor(
+      () => networkLeftovers(daemon.bridge).length === 0 && leftovers(daemon.home).length === 0,
+      'reconcile to clear the paused sandbox',
+    );
+    const again = await Sandbox.connect('crashy', { url: daemon.url });
+    assert.equal((await again.info()).state, 'paused');
     const before = await count(again);
     await new Promise((r) => setTimeout(r, 500));
     assert.ok((await count(again)) > before, 'the counter continues');

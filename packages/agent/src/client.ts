@@ -111,6 +111,13 @@ export class AgentClient {
     });
   }
 
+  /** Drops the session at once, with whatever streams it still carries (before a checkpoint). */
+  destroy(): void {
+    const session = this.session;
+    this.session = undefined;
+    session?.destroy();
+  }
+
   health(timeoutMs = this.requestTimeoutMs): Promise<AgentHealth> {
     return this.unary<AgentHealth>('GET', '/health', undefined, timeoutMs);
   }
@@ -144,11 +151,13 @@ export class AgentClient {
   }
 
   /**
-   * Attaches to a running or ended (background) process: buffered output (unless `replay: false`), then live
-   * output and EXIT.
+   * Attaches to a running or ended (background) process: buffered output (none with `replay: false`; from output
+   * frame `from` on when given, for a client that already received that many), then live output and EXIT.
    */
-  connectProcess(pid: number, options: { replay?: boolean } = {}): Promise<ProcessHandle> {
-    const path = `/processes/${pid}/connect${options.replay === false ? '?replay=false' : ''}`;
+  connectProcess(pid: number, options: { replay?: boolean; from?: number } = {}): Promise<ProcessHandle> {
+    const query =
+      options.replay === false ? '?replay=false' : options.from !== undefined ? `?from=${options.from}` : '';
+    const path = `/processes/${pid}/connect${query}`;
     const stream = this.asSession(
       this.open({ ':method': 'POST', ':path': path, 'content-type': FRAMES_CONTENT_TYPE }, false),
     );

@@ -61,10 +61,9 @@ let keepAlive: NodeJS.Timeout | undefined;
 async function prepareCheckpoint(): Promise<void> {
   paused = true;
   keepAlive = setInterval(() => undefined, 3_600_000);
+  // Resolves once every connection's descriptor is closed: gVisor must not find one still connected to the host (the
+  // daemon starts the checkpoint as soon as the socket file is gone).
   await agent.unlisten();
-  // libuv closes a destroyed socket's descriptor on its next loop turn; gVisor must not find one still connected
-  // to the host (the daemon starts the checkpoint as soon as the socket file is gone).
-  await new Promise((r) => setTimeout(r, 20));
   rmSync(config.socketPath, { force: true });
   console.error('den-agent: listener closed for a checkpoint; waiting for SIGUSR2');
 }

@@ -78,12 +78,13 @@ export class ManagedProcess {
   }
 
   /**
-   * Sends this process's output to a response stream from now on, after the buffered output when `replay` is set.
-   * A process that already ended gets its EXIT frame right away.
+   * Sends this process's output to a response stream from now on, after the buffered output from output frame
+   * number `replayFrom` on (0: all of it; undefined: none). A process that already ended gets its EXIT frame right
+   * away.
    */
-  attach(sink: ServerHttp2Stream, replay: boolean): void {
-    if (replay && this.ring) {
-      for (const frame of this.ring.snapshot()) sink.write(frame);
+  attach(sink: ServerHttp2Stream, replayFrom: number | undefined): void {
+    if (replayFrom !== undefined && this.ring) {
+      for (const frame of this.ring.snapshot(replayFrom)) sink.write(frame);
     }
     if (this.exit) {
       endAndClose(sink, encodeJsonFrame(FrameType.EXIT, this.exit));

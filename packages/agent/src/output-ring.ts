@@ -1,11 +1,14 @@
 /**
  * The most recent output frames of a background process, bounded by bytes. Whole frames are evicted oldest
- * first, so a replay always starts at a frame boundary.
+ * first, so a replay always starts at a frame boundary. Frames are numbered from 0 in the order they were pushed,
+ * so a client that counted the output frames it received can continue where it stopped (`snapshot(from)`).
  */
 export class OutputRing {
   private frames: Buffer[] = [];
   private head = 0;
   private total = 0;
+  /** frames evicted so far: the number of the oldest frame held */
+  private evicted = 0;
 
   constructor(private readonly limitBytes: number) {}
 
@@ -16,6 +19,7 @@ export class OutputRing {
       this.total -= (this.frames[this.head] as Buffer).length;
       this.frames[this.head] = EMPTY;
       this.head++;
+      this.evicted++;
     }
     // Compact once the evicted prefix dominates, keeping push amortised O(1).
     if (this.head > 1024 && this.head * 2 > this.frames.length) {
@@ -24,9 +28,9 @@ export class OutputRing {
     }
   }
 
-  /** The buffered frames, oldest first. */
-  snapshot(): Buffer[] {
-    return this.frames.slice(this.head);
+  /** The buffered frames, oldest first; from frame number `from` on when given (older ones may be evicted). */
+  snapshot(from = 0): Buffer[] {
+    return this.frames.slice(this.head + Math.max(0, from - this.evicted));
   }
 
   get bytes(): number {

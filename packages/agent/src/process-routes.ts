@@ -52,7 +52,7 @@ export function openProcess(stream: ServerHttp2Stream, deps: ProcessRouteDeps): 
     }
     respond();
     stream.write(encodeJsonFrame(FrameType.STARTED, { pid: p.pid }));
-    p.attach(stream, false);
+    p.attach(stream, undefined);
     stream.once('close', () => p.abandon());
     for (const f of queued.splice(0)) applyControl(p, f, stream);
     if (inputEnded) closeInput(p);
@@ -90,14 +90,20 @@ export function openProcess(stream: ServerHttp2Stream, deps: ProcessRouteDeps): 
 
 /**
  * `POST /processes/:pid/connect`: STARTED, the buffered output of a background process (unless `replay` is false,
- * `?replay=false`: only output from now on, as E2B's envd Connect sends), live output, EXIT.
+ * `?replay=false`: only output from now on, as E2B's envd Connect sends; `?from=N`: from output frame N on, for a
+ * client that received N output frames before its connection broke, e.g. across a pause), live output, EXIT.
  */
-export function connectProcess(stream: ServerHttp2Stream, pid: number, deps: ProcessRouteDeps, replay = true): void {
+export function connectProcess(
+  stream: ServerHttp2Stream,
+  pid: number,
+  deps: ProcessRouteDeps,
+  replayFrom: number | undefined,
+): void {
   const proc = deps.registry.get(pid);
   if (!proc) throw processNotFound(pid);
   stream.respond({ ':status': 200, 'content-type': FRAMES_CONTENT_TYPE });
   stream.write(encodeJsonFrame(FrameType.STARTED, { pid }));
-  proc.attach(stream, replay);
+  proc.attach(stream, replayFrom);
   readFrames(
     stream,
     (frame) => applyControl(proc, frame, stream),

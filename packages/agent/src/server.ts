@@ -6,6 +6,7 @@ import {
   type IncomingHttpHeaders,
   type ServerHttp2Stream,
 } from 'node:http2';
+import type { Socket } from 'node:net';
 import { DenError } from './contract.js';
 import * as fileRoutes from './file-routes.js';
 import { FileService } from './files.js';
@@ -63,10 +64,16 @@ export function createAgent(options: AgentOptions): Agent {
   };
   const fileDeps: fileRoutes.FileRouteDeps = { users, files: new FileService(users) };
   const sessions = new Set<Http2Session>();
+  /** the connections under the sessions: `unlisten` waits until each one's descriptor is closed */
+  const sockets = new Set<Socket>();
 
   // maxSessionMemory is a credit limit (queued output, header tables), not an allocation: a few connects that each
   // replay a 1 MiB buffer must not make the session refuse new streams.
   const server = createServer({ settings: { initialWindowSize: STREAM_WINDOW_BYTES }, maxSessionMemory: 64 });
+  server.on('connection', (socket: Socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
   server.on('session', (session) => {
     sessions.add(session);
     session.once('close', () => sessions.delete(session));
@@ -91,7 +98,7 @@ export function createAgent(options: AgentOptions): Agent {
       if (method !== 'POST') throw unknownEndpoint(method, path);
       switch (action) {
         case 'connect':
-          return processRoutes.connectProcess(stream, pid, processDeps, query.get('replay') !== 'false');
+          return processRoutes.connectProcess(stream, pid, processDeps, replayFrom(query));
         case 'signal':
           return processRoutes.signalProcess(stream, pid, processDeps);
         case 'stdin':
@@ -188,6 +195,19 @@ export function createAgent(options: AgentOptions): Agent {
       const deadline = Date.now() + 200;
       while (sessions.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 2));
       for (const session of sessions) session.destroy();
+      // A destroyed HTTP/2 session still ends its socket gracefully, which waits for unsent data to be written (a
+      // process stream's output the daemon no longer reads): its descriptor, a host connection gVisor cannot save,
+      // stayed open into the checkpoint. Measured: every pause with a process whose output is attached failed so.
+      // The sockets are destroyed here, and 'close' fires once libuv has closed the descriptor.
+      await Promise.all(
+        [...sockets].map(
+          (socket) =>
+            new Promise<void>((resolve) => {
+              socket.once('close', () => resolve());
+              socket.destroy();
+            }),
+        ),
+      );
       await closed;
     },
     async shutdown(graceMs) {
@@ -202,6 +222,18 @@ export function createAgent(options: AgentOptions): Agent {
       clearTimeout(timer);
     },
   };
+}
+
+/** Where a connect's replay starts: `?replay=false` none, `?from=N` at output frame N, else all that is buffered. */
+function replayFrom(query: URLSearchParams): number | undefined {
+  if (query.get('replay') === 'false') return undefined;
+  const from = query.get('from');
+  if (from === null) return 0;
+  const n = Number(from);
+  if (!Number.isSafeInteger(n) || n < 0) {
+    throw new DenError('INVALID_ARGUMENT', `from must be a whole number of output frames >= 0, not "${from}"`);
+  }
+  return n;
 }
 
 function unknownEndpoint(method: string, path: string): DenError {

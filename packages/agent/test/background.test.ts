@@ -46,6 +46,34 @@ describe('agent: background processes', () => {
     assert.equal(late.output, 'one\ngot two\nthree\n');
   });
 
+  it('connect ?from=N replays the output frames from the N-th on (a client continuing where its stream broke)', async () => {
+    const { client } = agent();
+    const h = await client.openProcess({
+      cmd: ['sh', '-c', 'echo a; sleep 0.2; echo b; sleep 0.2; echo c'],
+      background: true,
+    });
+    const first = new OutputReader(h);
+    const pid = await first.pid();
+    await first.exit();
+    assert.equal(first.output, 'a\nb\nc\n');
+    const received = first.framesOf(FrameType.STDOUT);
+    assert.ok(received.length >= 2, 'the sleeps split the output into frames');
+    const text = (frames: typeof received) => frames.map((f) => Buffer.from(f.payload).toString()).join('');
+    const rest = new OutputReader(await client.connectProcess(pid, { from: 1 }));
+    await rest.exit();
+    assert.equal(rest.output, text(received.slice(1)));
+    const none = new OutputReader(await client.connectProcess(pid, { from: received.length }));
+    await none.exit();
+    assert.equal(none.output, '');
+    const noReplay = new OutputReader(await client.connectProcess(pid, { replay: false }));
+    await noReplay.exit();
+    assert.equal(noReplay.output, '');
+    await assert.rejects(
+      client.connectProcess(pid, { from: -1 }).then((c) => new OutputReader(c).exit()),
+      /from must be/,
+    );
+  });
+
   it('takes stdin and stdin-eof through the endpoints', async () => {
     const { client } = agent();
     const h = await client.openProcess({ cmd: ['cat'], background: true });

@@ -20,6 +20,7 @@ import type { WebSocket } from 'ws';
 import type { AgentConnection } from '../services/ports.js';
 import type { ApiDeps } from './app.js';
 import { validationMessage } from './errors.js';
+import { followProcess } from './process-follow.js';
 
 type Ref = { ref: string };
 type RefPid = { ref: string; pid: number };
@@ -35,13 +36,27 @@ type ProcessHandle = Awaited<ReturnType<AgentConnection['openProcess']>>;
 export function processRoutes(app: FastifyInstance, { sandboxes }: ApiDeps): void {
   // Streamed exec without stdin: the agent's frame stream is relayed to the HTTP response as it is.
   app.post('/v1/sandboxes/:ref/exec', { schema: { body: ExecRequest, response: errors } }, async (req, reply) => {
-    const agent = await sandboxes.agentFor((req.params as Ref).ref);
-    const handle = await agent.openProcess(req.body as ProcessSpec);
+    const ref = (req.params as Ref).ref;
+    const agent = await sandboxes.agentFor(ref);
+    const spec = req.body as ProcessSpec;
+    const handle = await agent.openProcess(spec);
     handle.end();
+    reply.header('content-type', FRAMES_CONTENT_TYPE);
+    if (spec.background) {
+      // A background process outlives a pause with memory, and so does its output stream to this client.
+      const { id } = await sandboxes.resolve(ref);
+      const followed = followProcess(handle, id, {
+        pausing: (sandboxId) => sandboxes.pausing(sandboxId),
+        untilRunning: (sandboxId, startedAt) => sandboxes.untilRunning(sandboxId, startedAt),
+        reconnect: async (sandboxId, pid, from) => (await sandboxes.agentFor(sandboxId)).connectProcess(pid, { from }),
+      });
+      reply.raw.on('close', () => followed.close());
+      return reply.send(followed.stream);
+    }
     // A client that goes away must not leave a foreground process running: resetting the agent stream makes
     // the agent kill it.
     reply.raw.on('close', () => handle.close());
-    return reply.header('content-type', FRAMES_CONTENT_TYPE).send(handle.stream);
+    return reply.send(handle.stream);
   });
 
   app.get('/v1/sandboxes/:ref/exec/ws', { websocket: true }, (socket, req) => {

@@ -98,11 +98,12 @@ export abstract class OciRuntime implements Runtime {
     throw new DenError('RUNTIME_FAILED', `${this.name} cannot checkpoint container ${id}: not supported`);
   }
 
-  async run(config: ContainerConfig, opts: { restoreFrom?: string } = {}): Promise<void> {
+  async run(config: ContainerConfig, opts: { restoreFrom?: string; removed?: boolean } = {}): Promise<void> {
     checkId(config.id);
-    const existing = await this.state(config.id);
     // Idempotent for the reconcile loop: a running container is left alone; anything else under this id (a
     // container created before a crash, one that stopped) is removed and made again from the current config.
+    // `removed`: the caller has just deleted the container, so the check (a runtime invocation) is skipped.
+    const existing = opts.removed ? undefined : await this.state(config.id);
     if (existing?.status === 'running') return;
     if (existing) await this.delete(config.id);
 

@@ -21,16 +21,16 @@ export class RuncRuntime extends OciRuntime {
     return ['--root', this.root];
   }
 
-  /**
-   * A new network namespace starts with `lo` down, and runc does not bring it up (runsc's netstack does). Without it
-   * nothing in the sandbox can use 127.0.0.1. The container's init is stopped in `create` until `start`, so this is
-   * done before any sandbox code runs.
-   */
   /** Only a container without den's network namespace needs `lo` brought up between create and start. */
   protected override runsInOneStep(config: ContainerConfig): boolean {
     return Boolean(config.netnsPath);
   }
 
+  /**
+   * A new network namespace starts with `lo` down, and runc does not bring it up (runsc's netstack does). Without it
+   * nothing in the sandbox can use 127.0.0.1. The container's init is stopped in `create` until `start`, so this is
+   * done before any sandbox code runs.
+   */
   protected override async afterCreate(config: ContainerConfig, pid: number): Promise<void> {
     // A namespace from den's network manager already has lo up.
     if (config.netnsPath) return;

@@ -113,7 +113,7 @@ export class RunscRuntime extends OciRuntime {
    * namespace has `lo` down: a container without den's network (netnsPath) would have no loopback at all. Such a
    * container gets a namespace of its own with only `lo` up, removed with the container.
    */
-  override async run(config: ContainerConfig, opts: { restoreFrom?: string } = {}): Promise<void> {
+  override async run(config: ContainerConfig, opts: { restoreFrom?: string; removed?: boolean } = {}): Promise<void> {
     if (config.netnsPath) return super.run(config, opts);
     const ns = loopbackNamespace(config.id);
     await commandSteps([
@@ -128,7 +128,9 @@ export class RunscRuntime extends OciRuntime {
    * `runsc checkpoint` saves the sandbox's memory and kernel state and then stops it. It fails while a socket is
    * bound to a host file (the agent closes its listener first: AgentClient.prepareCheckpoint) or while a TCP
    * endpoint is connected or in TIME_WAIT (RUNTIME-NOTES); the caller falls back to a filesystem-only stop.
-   * Measured on these hosts: ~0.1-0.2 s for a small sandbox; the image is a few MB plus the guest's used memory.
+   * `--compression=none`: the default flate compression is most of the time of both checkpoint and restore. Measured
+   * on a 2-core host, a sandbox with the agent and a small Node server: checkpoint 600 -> 190 ms, restore 750 -> 330 ms,
+   * for an image of 28 MB instead of 6 MB (pages.img holds the guest's used memory as it is).
    */
   override async checkpoint(id: string, imageDir: string): Promise<void> {
     await mkdir(imageDir, { recursive: true });

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { DenError } from '@den/shared';
 import type { DenPaths } from '../paths.js';
 import type { AgentConnection, Runtime, SandboxRecord } from './ports.js';
+import { wakeRestoredAgent } from './restore-wake.js';
 
 /** How long a pause waits for TCP connections in the sandbox to close before it gives up on saving memory. */
 const CONNECTIONS_CLOSE_MS = 1_500;
@@ -25,19 +26,11 @@ export class MemoryCheckpoint {
 
   /**
    * Why gVisor would refuse to checkpoint the sandbox now (a failed checkpoint kills it, so this is asked first), or
-   * undefined. Measured with runsc 2024: a process the agent started with its output still attached (a background
-   * command, a running exec) makes the checkpoint fail (gVisor cannot save the agent's end of its stdio sockets), and
-   * so does a TCP endpoint that is connected or in TIME_WAIT (waited for up to CONNECTIONS_CLOSE_MS).
+   * undefined. Measured with runsc 2024: a TCP endpoint that is connected or in TIME_WAIT cannot be saved (waited for
+   * up to CONNECTIONS_CLOSE_MS). Processes started through den with their output attached can: den destroys its
+   * session with the agent before the checkpoint, and their output is replayed to a reconnecting client.
    */
   async blocker(rec: SandboxRecord): Promise<string | undefined> {
-    const attached = (await this.agent(rec.id).listProcesses()).filter((p) => !p.exit && !p.pty);
-    if (attached.length) {
-      const list = attached
-        .slice(0, 3)
-        .map((p) => `pid ${p.pid} ${p.cmd.join(' ').slice(0, 60)}`)
-        .join(', ');
-      return `processes started through den still have their output attached (${list}); start long-running servers detached (nohup ... &) to keep memory on pause`;
-    }
     const open = await this.openConnections(rec.id);
     if (open.length) {
       const list = open
@@ -77,22 +70,14 @@ export class MemoryCheckpoint {
     }
   }
 
-  /**
-   * The agent closed its listener for the checkpoint; SIGUSR2 (forwarded by tini) makes it listen again. A signal
-   * sent while the restored sandbox is still loading can be lost (measured: the first one right after `runsc restore`
-   * returned sometimes never arrived), so it is repeated until the agent answers; the agent ignores extra ones.
-   */
+  /** The restored agent listens again on SIGUSR2 (restore-wake.ts). */
   async wakeRestoredAgent(rt: Runtime, id: string): Promise<void> {
-    const deadline = Date.now() + this.readyTimeoutMs;
-    for (;;) {
-      await rt.kill(id, 'SIGUSR2');
-      try {
-        await this.agent(id).waitReady(150);
-        return;
-      } catch (err) {
-        if (Date.now() > deadline) throw err;
-      }
-    }
+    await wakeRestoredAgent({
+      signal: () => rt.kill(id, 'SIGUSR2'),
+      socketPath: this.paths.sandbox(id).agentSocket,
+      ready: (ms) => this.agent(id).waitReady(ms),
+      timeoutMs: this.readyTimeoutMs,
+    });
   }
 
   /** TCP connections in the sandbox that are still open after up to CONNECTIONS_CLOSE_MS. */

@@ -58,9 +58,10 @@ export interface Runtime {
   version(): Promise<string>;
   /**
    * Writes the bundle, creates and starts the container detached (it outlives the daemon); with `restoreFrom`, the
-   * container starts from a checkpoint image instead (same config as when it was checkpointed).
+   * container starts from a checkpoint image instead (same config as when it was checkpointed). `removed`: the caller
+   * has just deleted any container of this id, so the runtime need not look for one first.
    */
-  run(config: ContainerConfig, opts?: { restoreFrom?: string }): Promise<void>;
+  run(config: ContainerConfig, opts?: { restoreFrom?: string; removed?: boolean }): Promise<void>;
   /** true when `checkpoint` can save a running container's memory (runsc; runc's CRIU fails on these kernels) */
   readonly canCheckpoint: boolean;
   /** saves the container's memory and process state into `imageDir`; the container is gone afterwards */

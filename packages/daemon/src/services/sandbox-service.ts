@@ -60,6 +60,12 @@ export interface SandboxServiceDeps {
 
 /** How long a fresh container's agent has to answer before the start counts as failed. */
 const AGENT_READY_TIMEOUT_MS = 20_000;
+/**
+ * How long after a pause with memory its stopped container, mounts and network are removed: a sandbox woken within
+ * this (a timeout pause followed by a request, pause/resume in a script) skips that work and its wait. They hold no
+ * CPU or memory meanwhile (the sandbox's processes ended with the checkpoint).
+ */
+const PAUSE_CLEAR_DELAY_MS = 1_000;
 /** Grace period between SIGTERM and SIGKILL when stopping (the agent forwards SIGTERM to every process). */
 const STOP_GRACE_MS = 3_000;
 
@@ -70,10 +76,14 @@ const STOP_GRACE_MS = 3_000;
 export class SandboxService {
   private readonly locks = new KeyedMutex();
   private readonly agents = new Map<string, AgentConnection>();
+  /** sandboxes paused with memory whose container, mounts and network this daemon process has removed */
+  private readonly pausedTornDown = new Set<string>();
   /** sandboxes whose network rules this daemon process has applied */
   private readonly adopted = new Set<string>();
   private poolListener: ((image: string, runtime: RuntimeName) => void) | undefined;
   private readonly previewListeners: ((sandboxId: string) => void)[] = [];
+  /** streams waiting across a pause: called whenever a sandbox ends up running, stopped or deleted */
+  private readonly settleWaiters = new Map<string, Set<() => void>>();
   /** called before a sandbox stops or is deleted (the preview proxy drops its pooled connections into it) */
   private readonly leaveListeners: ((sandboxId: string) => void)[] = [];
 
@@ -225,6 +235,7 @@ export class SandboxService {
     const defaults =
       req.cpus === undefined && req.memoryMB === undefined && req.diskMB === undefined && req.pids === undefined;
     if (!defaults) return undefined;
+    const t = new StepTimer();
     if (req.name !== undefined) {
       checkSandboxName(req.name);
       if (await this.deps.store.getByName(req.name)) {
@@ -242,11 +253,16 @@ export class SandboxService {
       return rec;
     });
     if (!picked) return undefined;
+    t.mark('pick');
     try {
       return await this.locks.run(picked.id, async () => {
         const network = req.network ? this.deps.network.normalize(req.network) : this.deps.defaultNetwork;
-        const image = await this.deps.images.get(picked.image);
-        await this.agent(picked.id).setSandboxEnv({ ...envOf(image), ...(req.env ?? {}) });
+        // The pooled sandbox booted with the image's environment: the agent is asked only when the request adds some.
+        if (req.env && Object.keys(req.env).length > 0) {
+          const image = await this.deps.images.get(picked.image);
+          await this.agent(picked.id).setSandboxEnv({ ...envOf(image), ...req.env });
+        }
+        t.mark('env');
         const updated = (await this.deps.store.update(picked.id, {
           env: req.env ?? {},
           metadata: req.metadata ?? {},
@@ -261,7 +277,9 @@ export class SandboxService {
         if (JSON.stringify(network) !== JSON.stringify(picked.network) && updated.address) {
           await this.deps.network.updatePolicy(this.networkSpec(updated, updated.address));
         }
+        t.mark('store');
         this.poolListener?.(picked.image, picked.runtime);
+        this.deps.log.info({ sandbox: picked.id, ms: t.steps }, 'sandbox handed out from the warm pool');
         return updated;
       });
     } catch (err) {
@@ -353,6 +371,9 @@ export class SandboxService {
           { state: current.state },
         );
       }
+      // A sandbox paused a moment ago may still have its stopped container and mounts (cleared after a delay):
+      // cleared now, so the disk is mounted on its own and nothing is left once `fn` is done.
+      if (current.pause?.memory && !this.pausedTornDown.has(current.id)) await this.tearDownPaused(current);
       try {
         return await fn(await this.heldFiles(current));
       } finally {
@@ -570,6 +591,9 @@ export class SandboxService {
         } else if (rec.desiredState === 'paused') {
           // A pause interrupted by a crash: what is left is stopped; a memory image, if complete, stays usable.
           if (rec.state !== 'paused') await this.finishPause(rec, await this.checkpoints.hasImage(rec.id));
+          // Paused with memory, and its clear-up may not have happened (a crash right after the pause, or it failed):
+          // done once per daemon process (every step is idempotent).
+          else if (rec.pause?.memory && !this.pausedTornDown.has(id)) await this.tearDownPaused(rec);
         } else if (!(await this.isHealthy(rec))) {
           this.deps.log.warn({ sandbox: id, state: rec.state }, 'sandbox is not running as desired; starting it');
           await this.ensureRunning(rec);
@@ -584,6 +608,45 @@ export class SandboxService {
   /** Registers a callback run before any sandbox stops or is deleted. */
   onLeaving(listener: (sandboxId: string) => void): void {
     this.leaveListeners.push(listener);
+  }
+
+  /** The sandbox's `startedAt` while it is being paused or is paused; undefined otherwise. */
+  async pausing(id: string): Promise<{ startedAt: string | null } | undefined> {
+    const rec = await this.deps.store.get(id);
+    if (!rec || (rec.desiredState !== 'paused' && rec.state !== 'pausing' && rec.state !== 'paused')) return undefined;
+    return { startedAt: rec.startedAt };
+  }
+
+  /**
+   * Resolves once the sandbox runs again, with `restored` true when it came back from its memory image (same
+   * `startedAt`: its processes continued), false when it started afresh, stopped or was deleted (process streams
+   * kept open across a pause: api/process-follow.ts). Does not wake it.
+   */
+  async untilRunning(id: string, startedAt: string | null): Promise<{ restored: boolean }> {
+    for (;;) {
+      // Registered before the read, so a change between the two is not missed.
+      const settled = new Promise<void>((resolve) => {
+        const waiters = this.settleWaiters.get(id) ?? new Set();
+        waiters.add(resolve);
+        this.settleWaiters.set(id, waiters);
+      });
+      const rec = await this.deps.store.get(id);
+      if (!rec || rec.desiredState === 'deleted' || rec.desiredState === 'stopped' || rec.state === 'stopped') {
+        this.settled(id);
+        return { restored: false };
+      }
+      if (rec.state === 'running') {
+        this.settled(id);
+        return { restored: rec.startedAt === startedAt };
+      }
+      await settled;
+    }
+  }
+
+  private settled(id: string): void {
+    const waiters = this.settleWaiters.get(id);
+    this.settleWaiters.delete(id);
+    for (const wake of waiters ?? []) wake();
   }
 
   private notifyLeaving(sandboxId: string): void {
@@ -688,7 +751,7 @@ export class SandboxService {
     let restored = false;
     if (memoryImage) {
       try {
-        await rt.run(config, { restoreFrom: memoryImage });
+        await rt.run(config, { restoreFrom: memoryImage, removed: true });
         t.mark('restore');
         await this.checkpoints.wakeRestoredAgent(rt, rec.id);
         t.mark('wake');
@@ -703,7 +766,8 @@ export class SandboxService {
       await rm(memoryImage, { recursive: true, force: true });
     }
     if (!restored) {
-      await rt.run(config);
+      // Fresh or not, no container of this id exists: a fresh sandbox never had one, others were deleted above.
+      await rt.run(config, { removed: true });
       t.mark('runtime');
     }
     await this.agent(rec.id).waitReady(AGENT_READY_TIMEOUT_MS);
@@ -718,6 +782,7 @@ export class SandboxService {
       lastActivityAt: new Date().toISOString(),
     });
     this.deps.log.info({ sandbox: rec.id, runtime: rec.runtime, ms: t.steps }, 'sandbox running');
+    this.settled(rec.id);
     return updated!;
   }
 
@@ -743,7 +808,10 @@ export class SandboxService {
       const blocker = await this.checkpoints.blocker(rec);
       if (blocker !== undefined) throw new NotCheckpointable(blocker);
       await this.agent(rec.id).prepareCheckpoint();
-      this.dropAgent(rec.id);
+      // At once, not gracefully: a graceful close waits for open streams (the output of a process started through den
+      // stays attached), and while den's end stays open gVisor keeps the agent's end alive, a host connection it
+      // cannot save. Measured: every checkpoint with such a process failed until den's end was destroyed.
+      this.destroyAgent(rec.id);
       await this.checkpoints.socketGone(rec.id);
       t.mark('prepare');
       await rt.checkpoint(rec.id, imageDir);
@@ -759,15 +827,24 @@ export class SandboxService {
       );
       await rm(imageDir, { recursive: true, force: true });
     }
-    const paused = await this.finishPause(rec, reason === undefined, reason);
-    t.mark('teardown');
+    const paused = await this.finishPause(rec, reason === undefined, reason, { later: true });
+    t.mark('finish');
     this.deps.log.info({ sandbox: rec.id, memory: reason === undefined, ms: t.steps }, 'sandbox paused');
     return paused;
   }
 
-  /** After a checkpoint (or instead of one): nothing of the sandbox stays on the machine but its disk and image. */
-  private async finishPause(rec: SandboxRecord, memory: boolean, reason?: string): Promise<SandboxRecord> {
-    const rt = this.runtimeFor(rec.runtime);
+  /**
+   * After a checkpoint (or instead of one): nothing of the sandbox stays on the machine but its disk and image. With
+   * `later`, a sandbox whose memory was saved is reported paused at once and its (stopped) container, mounts and
+   * network are removed PAUSE_CLEAR_DELAY_MS later, under its lock; a request that wakes it before then neither waits
+   * for that nor mounts again. A crash in between is finished by reconcile.
+   */
+  private async finishPause(
+    rec: SandboxRecord,
+    memory: boolean,
+    reason?: string,
+    opts: { later?: boolean } = {},
+  ): Promise<SandboxRecord> {
     if (!memory) {
       // Without a memory image the processes must end cleanly: SIGTERM first, as a stop does.
       const stopped = await this.ensureStopped(rec);
@@ -777,17 +854,47 @@ export class SandboxService {
       }))!;
     }
     this.dropAgent(rec.id);
-    // The checkpoint stopped the sandbox: its container state, its namespace and its mounts go at the same time
-    // (the mounts once the container's gofer is gone).
-    await allSettledOrThrow([
-      rt.delete(rec.id).then(() => this.deps.rootfs.unmount(rec.id)),
-      this.deps.network.tearDown(rec.id, rec.address),
-    ]);
-    this.adopted.delete(rec.id);
-    return (await this.deps.store.update(rec.id, {
+    this.pausedTornDown.delete(rec.id);
+    if (!opts.later) await this.tearDownPaused(rec);
+    const paused = (await this.deps.store.update(rec.id, {
       state: 'paused',
       pause: { memory: true, reason: null, at: new Date().toISOString() },
     }))!;
+    if (opts.later) {
+      const clear = () =>
+        this.locks
+          .run(rec.id, async () => {
+            // A request that woke it meanwhile (or a delete) reused or removed all of it by itself; a later pause
+            // has its own timer.
+            const now = await this.deps.store.get(rec.id);
+            if (now?.state === 'paused' && now.pause?.at === paused.pause?.at) await this.tearDownPaused(rec);
+          })
+          .catch((err: unknown) =>
+            this.deps.log.warn(
+              { sandbox: rec.id, err: String(err) },
+              'clearing up after a pause failed; reconcile retries',
+            ),
+          );
+      setTimeout(clear, PAUSE_CLEAR_DELAY_MS).unref();
+    }
+    return paused;
+  }
+
+  /** Removes what a sandbox paused with memory leaves besides its disk and image: container, mounts, network. */
+  private async tearDownPaused(rec: SandboxRecord): Promise<void> {
+    const rt = this.runtimeFor(rec.runtime);
+    const t = new StepTimer();
+    await allSettledOrThrow([
+      // The sandbox's processes (the gofer holds the root filesystem) must be gone before the unmount.
+      t.timed('container', async () => {
+        await rt.delete(rec.id);
+        await this.deps.rootfs.unmount(rec.id);
+      }),
+      t.timed('network', () => this.deps.network.tearDown(rec.id, rec.address)),
+    ]);
+    this.adopted.delete(rec.id);
+    this.pausedTornDown.add(rec.id);
+    this.deps.log.info({ sandbox: rec.id, ms: t.steps }, 'paused sandbox cleared from the machine');
   }
 
   private async ensureStopped(rec: SandboxRecord): Promise<SandboxRecord> {
@@ -814,7 +921,9 @@ export class SandboxService {
     // A memory image of an earlier pause is stale once the sandbox was stopped: the next start is a fresh boot.
     await rm(this.deps.paths.sandbox(rec.id).checkpointDir, { recursive: true, force: true });
     this.deps.log.info({ sandbox: rec.id, ms: t.steps }, 'sandbox stopped');
-    return (await this.deps.store.update(rec.id, { state: 'stopped', pause: null }))!;
+    const stopped = (await this.deps.store.update(rec.id, { state: 'stopped', pause: null }))!;
+    this.settled(rec.id);
+    return stopped;
   }
 
   private async ensureDeleted(rec: SandboxRecord): Promise<void> {
@@ -828,6 +937,7 @@ export class SandboxService {
     await this.deps.rootfs.destroy(rec.id);
     await rm(this.deps.paths.sandbox(rec.id).dir, { recursive: true, force: true });
     await this.deps.store.delete(rec.id);
+    this.settled(rec.id);
   }
 
   // ---- helpers ----
@@ -870,6 +980,11 @@ export class SandboxService {
 
   private dropAgent(id: string): void {
     this.agents.get(id)?.close();
+    this.agents.delete(id);
+  }
+
+  private destroyAgent(id: string): void {
+    this.agents.get(id)?.destroy();
     this.agents.delete(id);
   }
 

@@ -8,6 +8,16 @@ export class StepTimer {
     this.steps[step] = Math.round(now - this.last);
     this.last = now;
   }
+
+  /** Times a step that runs beside others: its own duration (the next `mark` covers the whole parallel part). */
+  async timed<T>(step: string, run: () => Promise<T>): Promise<T> {
+    const start = performance.now();
+    try {
+      return await run();
+    } finally {
+      this.steps[step] = Math.round(performance.now() - start);
+    }
+  }
 }
 
 /**

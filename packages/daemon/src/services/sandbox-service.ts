@@ -205,11 +205,7 @@ export class SandboxService {
     });
     return this.locks.run(rec.id, async () => {
       try {
-        const running = await this.ensureRunning(rec, { fresh: true, fillDisk: options.fillDisk });
-        // A warm-pool sandbox runs one process before it is handed out: the first process of a fresh gVisor
-        // sandbox loads the agent's spawn path and libc into its caches (measured: first exec ~115 ms, then ~60).
-        if (options.pooled) await this.agent(rec.id).run({ cmd: ['true'] });
-        return running;
+        return await this.ensureRunning(rec, { fresh: true, fillDisk: options.fillDisk });
       } catch (err) {
         // A create that fails leaves nothing behind: no container, mount, loop device, directory or row.
         this.deps.log.warn({ sandbox: rec.id, err: String(err) }, 'create failed; rolling back');
@@ -772,6 +768,15 @@ export class SandboxService {
     }
     await this.agent(rec.id).waitReady(AGENT_READY_TIMEOUT_MS);
     t.mark('agent');
+    if (rec.pooled) {
+      // A warm-pool sandbox runs one process before it counts as running (only then can a create take it): the first
+      // process of a fresh gVisor sandbox loads the agent's spawn path and libc into its caches (measured: first exec
+      // ~115 ms, then ~25). An image without `true` just skips this.
+      await this.agent(rec.id)
+        .run({ cmd: ['true'] })
+        .catch(() => undefined);
+      t.mark('warm-up');
+    }
     // A start or resume counts as activity: an idle timeout runs from here.
     this.deps.activity?.touch(rec.id);
     const updated = await this.deps.store.update(rec.id, {

@@ -78,6 +78,8 @@ export class SandboxService {
   private readonly agents = new Map<string, AgentConnection>();
   /** sandboxes paused with memory whose container, mounts and network this daemon process has removed */
   private readonly pausedTornDown = new Set<string>();
+  /** sandboxes paused with memory whose container this daemon process has removed (a resume need not look for it) */
+  private readonly containerGone = new Set<string>();
   /** sandboxes whose network rules this daemon process has applied */
   private readonly adopted = new Set<string>();
   private poolListener: ((image: string, runtime: RuntimeName) => void) | undefined;
@@ -696,12 +698,11 @@ export class SandboxService {
     const image = await images.get(rec.image);
     await mkdir(p.dir, { recursive: true });
     this.dropAgent(rec.id);
-    if (!opts.fresh) await rt.delete(rec.id);
     const address = rec.address ?? (await this.assignAddress(rec.id));
-    // The disk and overlay, and the network namespace, do not depend on each other: they are made at the same time.
+    // The disk and overlay, and the old container's removal followed by the network namespace, do not depend on each
+    // other: they are done at the same time.
     const [rootfsDir, net] = await allSettledOrThrow([
-      (async () => {
-        const started = performance.now();
+      t.timed('disk', async () => {
         await rootfs.ensureDisk(rec.id, rec.diskMB);
         if (opts.fillDisk) {
           // A sandbox made from a snapshot: its files (and memory image) are in place before the overlay is mounted;
@@ -709,17 +710,15 @@ export class SandboxService {
           await opts.fillDisk({ upperDir: await rootfs.mountDisk(rec.id), checkpointDir: p.checkpointDir });
           await rm(p.fillingMarker, { force: true });
         }
-        const dir = await rootfs.mount(rec.id, images.layerDirs(image));
-        t.steps.disk = Math.round(performance.now() - started);
-        return dir;
-      })(),
-      (async () => {
-        const started = performance.now();
-        const attachment = await this.deps.network.setUp(this.networkSpec(rec, address));
-        t.steps.network = Math.round(performance.now() - started);
-        return attachment;
-      })(),
+        return rootfs.mount(rec.id, images.layerDirs(image));
+      }),
+      t.timed('network', async () => {
+        // A fresh sandbox never had a container; the container of one paused with memory may be cleared already.
+        if (!opts.fresh && !this.containerGone.has(rec.id)) await rt.delete(rec.id);
+        return this.deps.network.setUp(this.networkSpec(rec, address));
+      }),
     ] as const);
+    this.containerGone.delete(rec.id);
     this.adopted.add(rec.id);
     t.mark('prepare');
     await rm(p.agentSocket, { force: true });
@@ -887,12 +886,11 @@ export class SandboxService {
 
   /** Removes what a sandbox paused with memory leaves besides its disk and image: container, mounts, network. */
   private async tearDownPaused(rec: SandboxRecord): Promise<void> {
-    const rt = this.runtimeFor(rec.runtime);
     const t = new StepTimer();
     await allSettledOrThrow([
       // The sandbox's processes (the gofer holds the root filesystem) must be gone before the unmount.
       t.timed('container', async () => {
-        await rt.delete(rec.id);
+        await this.removeContainer(rec);
         await this.deps.rootfs.unmount(rec.id);
       }),
       t.timed('network', () => this.deps.network.tearDown(rec.id, rec.address)),
@@ -900,6 +898,13 @@ export class SandboxService {
     this.adopted.delete(rec.id);
     this.pausedTornDown.add(rec.id);
     this.deps.log.info({ sandbox: rec.id, ms: t.steps }, 'paused sandbox cleared from the machine');
+  }
+
+  /** Removes the (stopped) container of a sandbox paused with memory; a resume after this need not look for it. */
+  private async removeContainer(rec: SandboxRecord): Promise<void> {
+    if (this.containerGone.has(rec.id)) return;
+    await this.runtimeFor(rec.runtime).delete(rec.id);
+    this.containerGone.add(rec.id);
   }
 
   private async ensureStopped(rec: SandboxRecord): Promise<SandboxRecord> {
@@ -939,6 +944,8 @@ export class SandboxService {
     if (rt) await rt.delete(rec.id);
     await this.deps.network.tearDown(rec.id, rec.address);
     this.adopted.delete(rec.id);
+    this.pausedTornDown.delete(rec.id);
+    this.containerGone.delete(rec.id);
     await this.deps.rootfs.destroy(rec.id);
     await rm(this.deps.paths.sandbox(rec.id).dir, { recursive: true, force: true });
     await this.deps.store.delete(rec.id);

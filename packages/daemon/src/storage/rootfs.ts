@@ -225,19 +225,37 @@ async function umount(target: string): Promise<void> {
   }
 }
 
-/** Detaches every loop device backed by `file`. */
+/** How long an unmount waits for the kernel to let go of the disk's loop device. */
+const LOOP_RELEASE_MS = 3_000;
+
+/**
+ * Detaches every loop device backed by `file`, and returns once none is left: the kernel clears an autoclear loop
+ * device asynchronously after the unmount (seen taking tens of ms under load), and a caller that then checks the
+ * machine, removes the file or mounts it again must not find the old device still attached.
+ */
 export async function detachLoops(file: string): Promise<void> {
   if (!(await pathExists(file))) return;
+  const deadline = performance.now() + LOOP_RELEASE_MS;
+  for (;;) {
+    const devices = await loopsOf(file);
+    if (devices.length === 0) return;
+    for (const dev of devices) {
+      await command('losetup', ['--detach', dev]).catch(async (err) => {
+        // gone meanwhile (autoclear), or still clearing: looked at again below
+        if (performance.now() > deadline) throw err;
+      });
+    }
+    if (performance.now() > deadline) {
+      throw new DenError('INTERNAL', `loop device ${devices.join(', ')} of ${file} is still attached after unmount`);
+    }
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+async function loopsOf(file: string): Promise<string[]> {
   const out = await command('losetup', ['--associated', file, '--noheadings', '--output', 'NAME']).catch(() => '');
-  for (const dev of out
+  return out
     .split('\n')
     .map((l) => l.trim())
-    .filter(Boolean)) {
-    await command('losetup', ['--detach', dev]).catch(async (err) => {
-      const still = await command('losetup', ['--associated', file, '--noheadings', '--output', 'NAME']).catch(
-        () => '',
-      );
-      if (still.includes(dev)) throw err;
-    });
-  }
+    .filter(Boolean);
 }

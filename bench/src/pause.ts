@@ -24,7 +24,7 @@ export async function pauseResume(url: string, n: number): Promise<PauseFigures>
       '/tmp/server.js',
       "require('http').createServer((q, r) => r.end('ok')).listen(8000, '0.0.0.0');",
     );
-    // Detached, so no stdio of it stays attached to den's agent (which a gVisor checkpoint cannot save).
+    // A server as users start one in a shell; a background command started through den would be kept as well.
     await sbx.commands.run('nohup node /tmp/server.js >/dev/null 2>&1 &');
     await sbx.ports.waitFor(8000);
     await sbx.ports.waitFor(8000);

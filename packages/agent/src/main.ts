@@ -26,27 +26,19 @@ if (process.getuid?.() === 0) {
   }
 }
 
-// Forking the agent inside gVisor takes tens of ms and blocks its event loop: den-spawn is started after the first
-// request is answered (the daemon's readiness check, which a create waits for), or by the first process request
-// if that comes sooner. A request that comes before den-spawn listens waits for it.
-let spawner: Spawner | undefined;
-let spawnerStarted = false;
-function startSpawner(): Spawner | undefined {
-  if (!spawnerStarted) {
-    spawnerStarted = true;
-    spawner = Spawner.start(config.spawner, config.spawnDir);
-  }
-  return spawner;
-}
+// den-spawn is started before the agent listens: forking the agent inside gVisor blocks its event loop for tens of
+// ms, but the helper then starts beside the rest of the agent's start and the daemon's readiness check, instead of
+// in front of the first process. Measured on runsc: create +~15 ms, the first exec after it ~135 -> ~75 ms. A
+// request that comes before den-spawn listens waits for it.
+const spawner = Spawner.start(config.spawner, config.spawnDir);
 
 const agent = createAgent({
   version: config.version,
-  spawner: startSpawner,
+  spawner: () => spawner,
   defaultUser: config.defaultUser,
   sandboxEnv: config.sandboxEnv,
   onPrepareCheckpoint: () => void prepareCheckpoint(),
 });
-agent.server.once('stream', (stream) => stream.once('close', () => setImmediate(startSpawner)));
 await agent.listen(config.socketPath);
 
 /**

@@ -104,8 +104,8 @@ export class Spawner {
   }
 
   async spawn(plan: LaunchPlan): Promise<PipedProcess> {
-    // The helper is started right after the agent listens: the first request may come before it listens (a few
-    // ms, far less than forking the agent instead).
+    // The helper is started as the agent starts: the first request may come before it listens (a few ms, far less
+    // than forking the agent instead).
     await this.whenReady();
     const id = this.nextId++;
     const streams = [0, 1, 2].map((which) => this.stream(id, which)) as [Socket, Socket, Socket];

@@ -65,7 +65,7 @@ export async function startDaemon(
       resolve();
     }),
   );
-  const url = await new Promise<string>((resolve, reject) => {
+  const listening = new Promise<string>((resolve, reject) => {
     const onExit = (code: number | null) =>
       reject(new Error(`daemon exited with ${code} before listening:\n${logs.slice(-20).join('\n')}`));
     proc.once('exit', onExit);
@@ -83,6 +83,16 @@ export async function startDaemon(
       });
     }
   });
+  let url: string;
+  try {
+    url = await listening;
+  } catch (err) {
+    // A daemon that refused to start (what some tests expect) leaves no data directory this call made behind.
+    proc.kill('SIGKILL');
+    await exited;
+    if (!opts.home) await rm(home, { recursive: true, force: true });
+    throw err;
+  }
   const daemon: TestDaemon = {
     url,
     home,

@@ -10,6 +10,8 @@ export interface DenPaths {
   store: string;
   database: string;
   sandboxesDir: string;
+  /** formatted disks made ahead (storage/spare-disks.ts); on the sandboxes' filesystem, so they move by rename */
+  spareDisksDir: string;
   runtimeRoot(runtime: 'runsc' | 'runc'): string;
   agentRootsDir: string;
   sandbox(id: string): SandboxPaths;
@@ -42,6 +44,7 @@ export function denPaths(home: string, store: string): DenPaths {
     store,
     database: join(home, 'den.db'),
     sandboxesDir,
+    spareDisksDir: join(home, 'spare-disks'),
     runtimeRoot: (runtime) => join(home, 'run', runtime),
     agentRootsDir: join(store, 'agent'),
     sandbox(id) {

@@ -2,6 +2,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AgentClient } from '@den/agent/client';
+import { LIMITS } from '@den/shared';
 import type { FastifyInstance, FastifyServerFactory } from 'fastify';
 import type { Logger as PinoLogger } from 'pino';
 import { createApp } from './api/app.js';
@@ -35,9 +36,13 @@ import { ImageStore } from './storage/image-store.js';
 import { openObjectStore } from './storage/object-store/index.js';
 import { LoopOverlayRootfs } from './storage/rootfs.js';
 import { SnapshotArchive } from './storage/snapshot-archive.js';
+import { SpareDisks } from './storage/spare-disks.js';
 import { KyselyApiKeyStore } from './store/api-key-store.js';
 import { openDatabase } from './store/database.js';
 import { KyselySandboxStore } from './store/sandbox-store.js';
+
+/** Formatted disks of the default size kept ready (storage/spare-disks.ts): enough for a burst of creates. */
+const SPARE_DISKS = 2;
 
 /** The repository root: the agent root is built from the compiled agent and shared packages in it. */
 const REPO_ROOT = fileURLToPath(new URL('../../../../', import.meta.url));
@@ -91,10 +96,14 @@ export async function wire(config: DaemonConfig, log: PinoLogger): Promise<Daemo
     const objects = await openObjectStore(config.objectStore);
     const activity = new ActivityTracker();
     const sandboxStore = new KyselySandboxStore(database.db);
+    const spareDisks = new SpareDisks(paths.spareDisksDir, LIMITS.diskMB.default, SPARE_DISKS, (err) =>
+      log.warn({ err: String(err) }, 'making spare disks failed; new disks are formatted on the spot'),
+    );
+    spareDisks.refill();
     const sandboxes = new SandboxService({
       store: sandboxStore,
       runtimes,
-      rootfs: new LoopOverlayRootfs(paths),
+      rootfs: new LoopOverlayRootfs(paths, spareDisks),
       network,
       defaultNetwork: network.normalize(config.defaultNetwork),
       images,

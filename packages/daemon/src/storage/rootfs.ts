@@ -1,22 +1,11 @@
-import {
-  chmod,
-  chown,
-  mkdir,
-  readdir,
-  readFile,
-  rename,
-  rm,
-  stat,
-  statfs,
-  truncate,
-  writeFile,
-} from 'node:fs/promises';
+import { chmod, chown, mkdir, readdir, readFile, rename, rm, stat, statfs } from 'node:fs/promises';
 import { join, sep } from 'node:path';
 import { DenError } from '@den/shared';
 import { command } from '../command.js';
 import { pathExists } from '../fs-util.js';
 import type { DenPaths } from '../paths.js';
 import type { RootfsManager } from '../services/ports.js';
+import { formatDisk, type SpareDisks } from './spare-disks.js';
 
 /**
  * A sandbox's root filesystem (RUNTIME-NOTES: "a real per-sandbox disk limit"):
@@ -31,7 +20,11 @@ import type { RootfsManager } from '../services/ports.js';
 export class LoopOverlayRootfs implements RootfsManager {
   private readonly locks = new Map<string, Promise<unknown>>();
 
-  constructor(private readonly paths: DenPaths) {}
+  constructor(
+    private readonly paths: DenPaths,
+    /** formatted disks made ahead (storage/spare-disks.ts); without them every new disk is formatted on the spot */
+    private readonly spareDisks?: SpareDisks,
+  ) {}
 
   ensureDisk(sandboxId: string, diskMB: number): Promise<void> {
     return this.locked(sandboxId, async () => {
@@ -41,26 +34,8 @@ export class LoopOverlayRootfs implements RootfsManager {
         throw new DenError('INVALID_ARGUMENT', `diskMB must be an integer of at least 16, got ${diskMB}`);
       }
       await mkdir(p.dir, { recursive: true, mode: 0o700 });
-      // Made under a temporary name and renamed: a crash during mkfs never leaves a half-made disk.disk.ext4.
-      const tmp = `${p.diskFile}.tmp`;
-      await rm(tmp, { force: true });
-      await writeFile(tmp, '', { mode: 0o600 });
-      await truncate(tmp, diskMB * 1024 * 1024);
-      // -m 0: no blocks reserved for root, so root and users inside hit ENOSPC at the same size.
-      // lazy_itable_init/lazy_journal_init: the file is sparse, so the inode tables and journal already read as
-      // zeros; skipping their zeroing keeps creation at ~10 ms and the file small (mount uses noinit_itable).
-      await command('mkfs.ext4', [
-        '-q',
-        '-F',
-        '-m',
-        '0',
-        '-E',
-        'lazy_itable_init=1,lazy_journal_init=1,root_owner=0:0',
-        '-L',
-        'den-disk',
-        tmp,
-      ]);
-      await rename(tmp, p.diskFile);
+      if (await this.spareDisks?.take(diskMB, p.diskFile)) return;
+      await formatDisk(p.diskFile, diskMB);
     });
   }
 

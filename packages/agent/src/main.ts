@@ -34,7 +34,7 @@ const spawner = Spawner.start(config.spawner, config.spawnDir);
 
 const agent = createAgent({
   version: config.version,
-  spawner: () => spawner,
+  spawner,
   defaultUser: config.defaultUser,
   sandboxEnv: config.sandboxEnv,
   onPrepareCheckpoint: () => void prepareCheckpoint(),

@@ -12,7 +12,7 @@ import type { Spawner } from './spawner.js';
 export interface ProcessRouteDeps extends LaunchContext {
   registry: ProcessRegistry;
   /** starts pipe processes when there is one (spawner.ts) */
-  spawner?: () => Spawner | undefined;
+  spawner?: Spawner;
 }
 
 /**
@@ -41,7 +41,7 @@ export function openProcess(stream: ServerHttp2Stream, deps: ProcessRouteDeps): 
   };
   const start = async (frame: Frame): Promise<void> => {
     const plan = planLaunch(parseJsonFrame(frame, 'SPEC'), deps);
-    const p = new ManagedProcess(plan, deps.registry.ended, deps.spawner?.());
+    const p = new ManagedProcess(plan, deps.registry.ended, deps.spawner);
     await p.start();
     proc = p;
     state = 'running';

@@ -28,8 +28,8 @@ export interface AgentOptions {
   onPrepareCheckpoint?: () => void;
   defaultUser: string;
   sandboxEnv: Record<string, string>;
-  /** starts pipe processes without forking the agent (spawner.ts), once there is one; else the agent forks itself */
-  spawner?: () => Spawner | undefined;
+  /** starts pipe processes without forking the agent (spawner.ts); without one the agent forks itself */
+  spawner?: Spawner;
   /** where /etc/passwd and /etc/group are read; the sandbox's own by default */
   userFiles?: { passwd: string; group: string };
 }

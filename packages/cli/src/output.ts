@@ -64,3 +64,13 @@ export function formatDuration(ms: number): string {
 export function json(value: unknown): string {
   return `${JSON.stringify(value, null, 2)}\n`;
 }
+
+/** A list for `... ls`: pretty JSON with `--json`, else a table of `headers` with one row per item. */
+export function listing<T>(
+  asJson: boolean | undefined,
+  items: T[],
+  headers: string[],
+  row: (item: T) => string[],
+): string {
+  return asJson ? json(items) : table(headers, items.map(row));
+}

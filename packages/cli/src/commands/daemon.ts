@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DenClient } from '@den/sdk';
 import { CliError } from '../errors.js';
-import { formatAge, formatDuration, json, table } from '../output.js';
+import { formatAge, formatDuration, json, listing } from '../output.js';
 import type { Context, JsonArgs } from '../program.js';
 import { Spinner } from '../progress.js';
 
@@ -171,15 +171,14 @@ export async function status(ctx: Context, args: JsonArgs): Promise<number> {
 /** `den images`. */
 export async function images(ctx: Context, args: JsonArgs): Promise<number> {
   const list = await new DenClient({ url: ctx.config.url }).images();
-  if (args.json) {
-    ctx.stdout.write(json(list));
-    return 0;
-  }
   ctx.stdout.write(
-    table(
-      ['NAME', 'LAYERS', 'USER', 'WORKDIR', 'CREATED'],
-      list.map((i) => [i.name, String(i.layers.length), i.user, i.workdir, formatAge(i.createdAt)]),
-    ),
+    listing(args.json, list, ['NAME', 'LAYERS', 'USER', 'WORKDIR', 'CREATED'], (i) => [
+      i.name,
+      String(i.layers.length),
+      i.user,
+      i.workdir,
+      formatAge(i.createdAt),
+    ]),
   );
   return 0;
 }

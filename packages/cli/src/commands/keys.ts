@@ -1,5 +1,5 @@
 import { DenClient } from '@den/sdk';
-import { formatAge, json, table } from '../output.js';
+import { formatAge, json, listing } from '../output.js';
 import type { Context, JsonArgs, KeyCreateArgs, KeyRemoveArgs } from '../program.js';
 
 /**
@@ -16,15 +16,12 @@ export async function keyCreate(ctx: Context, args: KeyCreateArgs): Promise<numb
 /** `den key ls`: names and times, never the keys. */
 export async function keyList(ctx: Context, args: JsonArgs): Promise<number> {
   const keys = await new DenClient({ url: ctx.config.url }).listApiKeys();
-  if (args.json) {
-    ctx.stdout.write(json(keys));
-    return 0;
-  }
   ctx.stdout.write(
-    table(
-      ['NAME', 'CREATED', 'LAST USED'],
-      keys.map((k) => [k.name, formatAge(k.createdAt), k.lastUsedAt ? formatAge(k.lastUsedAt) : 'never']),
-    ),
+    listing(args.json, keys, ['NAME', 'CREATED', 'LAST USED'], (k) => [
+      k.name,
+      formatAge(k.createdAt),
+      k.lastUsedAt ? formatAge(k.lastUsedAt) : 'never',
+    ]),
   );
   return 0;
 }

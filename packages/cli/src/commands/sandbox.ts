@@ -1,6 +1,6 @@
 import { DenClient, Sandbox, type SandboxInfo } from '@den/sdk';
 import { CliError } from '../errors.js';
-import { formatAge, formatMB, json, table } from '../output.js';
+import { formatAge, formatMB, json, listing } from '../output.js';
 import type { Context, CreateArgs, InfoArgs, LifecycleArgs, ListArgs, RemoveArgs } from '../program.js';
 
 /** `den create`: prints only the id on stdout (or the sandbox as JSON), so `id=$(den create)` works. */
@@ -18,24 +18,17 @@ export async function create(ctx: Context, args: CreateArgs): Promise<number> {
 /** `den ls`. */
 export async function list(ctx: Context, args: ListArgs): Promise<number> {
   const sandboxes = await Sandbox.list({ url: ctx.config.url, ...(args.state ? { state: args.state } : {}) });
-  if (args.json) {
-    ctx.stdout.write(json(sandboxes));
-    return 0;
-  }
   ctx.stdout.write(
-    table(
-      ['ID', 'NAME', 'STATE', 'RUNTIME', 'IMAGE', 'CPUS', 'MEMORY', 'CREATED'],
-      sandboxes.map((s) => [
-        s.id,
-        s.name ?? '-',
-        s.state,
-        s.runtime,
-        s.image,
-        String(s.cpus),
-        formatMB(s.memoryMB),
-        formatAge(s.createdAt),
-      ]),
-    ),
+    listing(args.json, sandboxes, ['ID', 'NAME', 'STATE', 'RUNTIME', 'IMAGE', 'CPUS', 'MEMORY', 'CREATED'], (s) => [
+      s.id,
+      s.name ?? '-',
+      s.state,
+      s.runtime,
+      s.image,
+      String(s.cpus),
+      formatMB(s.memoryMB),
+      formatAge(s.createdAt),
+    ]),
   );
   return 0;
 }

@@ -1,5 +1,5 @@
 import { DenClient } from '@den/sdk';
-import { formatAge, formatBytes, json, table } from '../output.js';
+import { formatAge, formatBytes, json, listing } from '../output.js';
 import type {
   Context,
   ImageCreateArgs,
@@ -30,24 +30,17 @@ export async function snapshotCreate(ctx: Context, args: SnapshotCreateArgs): Pr
 /** `den snapshot ls`. */
 export async function snapshotList(ctx: Context, args: JsonArgs): Promise<number> {
   const snapshots = await new DenClient({ url: ctx.config.url }).listSnapshots();
-  if (args.json) {
-    ctx.stdout.write(json(snapshots));
-    return 0;
-  }
   ctx.stdout.write(
-    table(
-      ['ID', 'NAME', 'SANDBOX', 'IMAGE', 'RUNTIME', 'MEMORY', 'SIZE', 'CREATED'],
-      snapshots.map((s) => [
-        s.id,
-        s.name ?? '-',
-        s.sandboxName ?? s.sandboxId,
-        s.image,
-        s.runtime,
-        s.memory ? 'yes' : 'no',
-        formatBytes(s.sizeBytes),
-        formatAge(s.createdAt),
-      ]),
-    ),
+    listing(args.json, snapshots, ['ID', 'NAME', 'SANDBOX', 'IMAGE', 'RUNTIME', 'MEMORY', 'SIZE', 'CREATED'], (s) => [
+      s.id,
+      s.name ?? '-',
+      s.sandboxName ?? s.sandboxId,
+      s.image,
+      s.runtime,
+      s.memory ? 'yes' : 'no',
+      formatBytes(s.sizeBytes),
+      formatAge(s.createdAt),
+    ]),
   );
   return 0;
 }

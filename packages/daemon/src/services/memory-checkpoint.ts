@@ -1,6 +1,8 @@
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { DenError } from '@den/shared';
+import { pathExists } from '../fs-util.js';
 import type { DenPaths } from '../paths.js';
 import type { AgentConnection, Runtime, SandboxRecord } from './ports.js';
 import { wakeRestoredAgent } from './restore-wake.js';
@@ -49,12 +51,7 @@ export class MemoryCheckpoint {
   async socketGone(id: string): Promise<void> {
     const socket = this.paths.sandbox(id).agentSocket;
     const deadline = Date.now() + 2_000;
-    while (
-      await stat(socket).then(
-        () => true,
-        () => false,
-      )
-    ) {
+    while (await pathExists(socket)) {
       if (Date.now() > deadline)
         throw new DenError('AGENT_UNAVAILABLE', 'the agent did not close its socket for the checkpoint');
       await sleep(3);
@@ -96,8 +93,4 @@ export function checkpointFailure(err: unknown): string {
   const text = err instanceof Error ? err.message : String(err);
   const m = /(Cannot save[^\n:]*|cannot be saved[^\n]*|[^\n]{0,200})/.exec(text);
   return (m?.[1] ?? text).trim();
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }

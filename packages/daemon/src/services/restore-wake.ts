@@ -1,5 +1,6 @@
-import { stat } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { DenError } from '@den/shared';
+import { pathExists } from '../fs-util.js';
 
 export interface WakeSteps {
   /** sends SIGUSR2 to the restored container (tini forwards it to the agent) */
@@ -35,7 +36,7 @@ export async function wakeRestoredAgent(steps: WakeSteps): Promise<void> {
     }
     const resignalAt = Math.min(deadline, performance.now() + RESIGNAL_MS);
     while (performance.now() < resignalAt) {
-      if (await exists(steps.socketPath)) {
+      if (await pathExists(steps.socketPath)) {
         await steps.ready(Math.max(1, deadline - performance.now()));
         return;
       }
@@ -46,15 +47,4 @@ export async function wakeRestoredAgent(steps: WakeSteps): Promise<void> {
     'AGENT_UNAVAILABLE',
     `the restored sandbox's agent did not listen again within ${steps.timeoutMs} ms${lastError ? ` (${String(lastError).slice(0, 200)})` : ''}`,
   );
-}
-
-function exists(path: string): Promise<boolean> {
-  return stat(path).then(
-    () => true,
-    () => false,
-  );
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import {
   type CreateSandboxRequest,
   DenError,
@@ -76,10 +77,11 @@ const STOP_GRACE_MS = 3_000;
 export class SandboxService {
   private readonly locks = new KeyedMutex();
   private readonly agents = new Map<string, AgentConnection>();
-  /** sandboxes paused with memory whose container, mounts and network this daemon process has removed */
+  /**
+   * sandboxes paused with memory whose container, mounts and network this daemon process has removed (a resume need
+   * not look for the container)
+   */
   private readonly pausedTornDown = new Set<string>();
-  /** sandboxes paused with memory whose container this daemon process has removed (a resume need not look for it) */
-  private readonly containerGone = new Set<string>();
   /** sandboxes whose network rules this daemon process has applied */
   private readonly adopted = new Set<string>();
   private poolListener: ((image: string, runtime: RuntimeName) => void) | undefined;
@@ -714,11 +716,11 @@ export class SandboxService {
       }),
       t.timed('network', async () => {
         // A fresh sandbox never had a container; the container of one paused with memory may be cleared already.
-        if (!opts.fresh && !this.containerGone.has(rec.id)) await rt.delete(rec.id);
+        if (!opts.fresh && !this.pausedTornDown.has(rec.id)) await rt.delete(rec.id);
         return this.deps.network.setUp(this.networkSpec(rec, address));
       }),
     ] as const);
-    this.containerGone.delete(rec.id);
+    this.pausedTornDown.delete(rec.id);
     this.adopted.add(rec.id);
     t.mark('prepare');
     await rm(p.agentSocket, { force: true });
@@ -890,7 +892,7 @@ export class SandboxService {
     await allSettledOrThrow([
       // The sandbox's processes (the gofer holds the root filesystem) must be gone before the unmount.
       t.timed('container', async () => {
-        await this.removeContainer(rec);
+        await this.runtimeFor(rec.runtime).delete(rec.id);
         await this.deps.rootfs.unmount(rec.id);
       }),
       t.timed('network', () => this.deps.network.tearDown(rec.id, rec.address)),
@@ -898,13 +900,6 @@ export class SandboxService {
     this.adopted.delete(rec.id);
     this.pausedTornDown.add(rec.id);
     this.deps.log.info({ sandbox: rec.id, ms: t.steps }, 'paused sandbox cleared from the machine');
-  }
-
-  /** Removes the (stopped) container of a sandbox paused with memory; a resume after this need not look for it. */
-  private async removeContainer(rec: SandboxRecord): Promise<void> {
-    if (this.containerGone.has(rec.id)) return;
-    await this.runtimeFor(rec.runtime).delete(rec.id);
-    this.containerGone.add(rec.id);
   }
 
   private async ensureStopped(rec: SandboxRecord): Promise<SandboxRecord> {
@@ -945,7 +940,6 @@ export class SandboxService {
     await this.deps.network.tearDown(rec.id, rec.address);
     this.adopted.delete(rec.id);
     this.pausedTornDown.delete(rec.id);
-    this.containerGone.delete(rec.id);
     await this.deps.rootfs.destroy(rec.id);
     await rm(this.deps.paths.sandbox(rec.id).dir, { recursive: true, force: true });
     await this.deps.store.delete(rec.id);
@@ -1074,8 +1068,4 @@ const ADDRESS_LOCK = 'address-allocation';
 
 function newPreviewToken(): string {
   return randomBytes(24).toString('base64url');
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }

@@ -1,4 +1,5 @@
 import { posix } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { DenError, FrameType } from '@den/shared';
 import type { AgentConnection } from '../ports.js';
 import { detectApp } from './detect.js';
@@ -250,8 +251,4 @@ function projectFiles(agent: AgentConnection, dir: string) {
       }
     },
   };
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }

@@ -12,8 +12,15 @@ export interface IdleServiceDeps {
   intervalMs: number;
 }
 
-/** CPU use above this share of one core between two checks counts as activity (a build is not idle). */
-const BUSY_CPU_SHARE = 0.05;
+/**
+ * CPU use above this share of one core counts as activity (a build is not idle). Not lower: an idle gVisor sandbox
+ * is not at 0. The 2024 runsc's systrap platform wakes every 400 µs even with nothing to do (gVisor issue 13361,
+ * fixed upstream in 2026), which measures 4-6% of a core here for a sandbox running only `sleep` or den's agent,
+ * and above 10% over a short window on a loaded host. A build or a test run uses most of a core.
+ */
+const BUSY_CPU_SHARE = 0.2;
+/** CPU use is judged over at least this long, so that short checks do not turn one burst into a verdict. */
+const CPU_WINDOW_MS = 1_000;
 
 /**
  * Pauses running sandboxes that have an idle timeout once nothing has used them for that long; the next request
@@ -24,7 +31,8 @@ const BUSY_CPU_SHARE = 0.05;
 export class IdleService {
   private timer: NodeJS.Timeout | undefined;
   private ticking = false;
-  private readonly cpu = new Map<string, { ns: number; at: bigint }>();
+  /** per sandbox: the CPU reading that opened the current window, and the verdict of the last full window */
+  private readonly cpu = new Map<string, { ns: number; at: bigint; busy?: boolean }>();
   private readonly pausing = new Set<string>();
 
   constructor(private readonly deps: IdleServiceDeps) {}
@@ -69,16 +77,21 @@ export class IdleService {
     }
   }
 
-  /** true: busy since the previous check; false: quiet; undefined: no previous reading to compare with. */
+  /** true: busy in the last full window; false: quiet; undefined: no full window measured yet. */
   private async cpuWasBusy(id: string): Promise<boolean | undefined> {
     const ns = await this.deps.cpuTimeNs(id);
     const at = process.hrtime.bigint();
-    const previous = this.cpu.get(id);
     if (ns === undefined) return undefined;
-    this.cpu.set(id, { ns, at });
-    if (!previous) return undefined;
-    const elapsedNs = Number(at - previous.at);
-    return elapsedNs > 0 && (ns - previous.ns) / elapsedNs > BUSY_CPU_SHARE;
+    const window = this.cpu.get(id);
+    if (!window) {
+      this.cpu.set(id, { ns, at });
+      return undefined;
+    }
+    const elapsedNs = Number(at - window.at);
+    if (elapsedNs < CPU_WINDOW_MS * 1e6) return window.busy;
+    const busy = (ns - window.ns) / elapsedNs > BUSY_CPU_SHARE;
+    this.cpu.set(id, { ns, at, busy });
+    return busy;
   }
 
   private async pause(rec: SandboxRecord): Promise<void> {

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { DenError, newSandboxId } from '@den/shared';
-import type { SandboxRecord, SandboxStore } from '../../src/services/ports.js';
+import type { SandboxStore } from '../../src/services/ports.js';
+import { sandboxRecord } from '../support/sandbox-record.js';
 
 /** One suite for every SandboxStore implementation (SQLite and PostgreSQL behind Kysely). */
 export function sandboxStoreSuite(name: string, open: () => Promise<{ store: SandboxStore; close(): Promise<void> }>) {
@@ -13,35 +14,7 @@ export function sandboxStoreSuite(name: string, open: () => Promise<{ store: San
     });
     after(async () => close?.());
 
-    const record = (over: Partial<SandboxRecord> = {}): SandboxRecord => ({
-      id: newSandboxId(),
-      name: null,
-      image: 'base',
-      runtime: 'runsc',
-      state: 'creating',
-      desiredState: 'running',
-      cpus: 1.5,
-      memoryMB: 512,
-      diskMB: 1024,
-      pids: 100,
-      env: { A: '1', B_2: 'x y' },
-      metadata: { team: 'x' },
-      createdAt: new Date().toISOString(),
-      startedAt: null,
-      address: null,
-      network: { policy: 'allowlist', allow: ['10.0.0.0/8', 'example.com'] },
-      previewPublic: false,
-      previewToken: 'secret',
-      pause: null,
-      pooled: false,
-      lastError: null,
-      timeoutAt: null,
-      onTimeout: 'delete',
-      envdAccessToken: null,
-      idleTimeoutMs: null,
-      lastActivityAt: null,
-      ...over,
-    });
+    const record = sandboxRecord;
 
     test('idle fields round-trip, including a timeout beyond 32 bits', async () => {
       const rec = record({ idleTimeoutMs: 30 * 24 * 3600 * 1000, lastActivityAt: '2026-11-22T10:00:00.000Z' });

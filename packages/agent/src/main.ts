@@ -40,6 +40,10 @@ const agent = createAgent({
   onPrepareCheckpoint: () => void prepareCheckpoint(),
 });
 await agent.listen(config.socketPath);
+// While the daemon checks readiness and answers the create, a throw-away `true` warms the launch path. Measured A/B
+// (8 creates each way, twice, on this 2-core VM): the first exec after a create went from 22-30 to 14-17 ms on runc
+// and from 200-275 to 160-180 ms on runsc, with the create itself no slower.
+void agent.warmUp();
 
 /**
  * Pause with memory (runsc checkpoint): gVisor cannot save a socket bound to a host file, so the agent closes its

@@ -42,6 +42,8 @@ export interface Agent {
   shutdown(graceMs: number): Promise<void>;
   /** Stops listening and drops every session; processes keep running. `listen` again to serve. */
   unlisten(): Promise<void>;
+  /** Runs one throw-away `true` through the launch path (processRoutes.warmUp). */
+  warmUp(): Promise<void>;
 }
 
 /**
@@ -187,6 +189,7 @@ export function createAgent(options: AgentOptions): Agent {
         });
       });
     },
+    warmUp: () => processRoutes.warmUp(processDeps),
     async unlisten() {
       const closed = new Promise<void>((resolve) => (server.listening ? server.close(() => resolve()) : resolve()));
       // Graceful first, so the answer to the prepare request reaches the daemon (which then closes its side); after

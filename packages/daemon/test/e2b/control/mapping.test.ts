@@ -16,36 +16,24 @@ import {
   toSandboxDetail,
 } from '../../../src/e2b/control/mapping.js';
 import type { SandboxRecord } from '../../../src/services/ports.js';
+import { sandboxRecord } from '../../support/sandbox-record.js';
 
-const record = (over: Partial<SandboxRecord> = {}): SandboxRecord => ({
-  id: newSandboxId(),
-  name: null,
-  image: 'base',
-  runtime: 'runsc',
-  state: 'running',
-  desiredState: 'running',
-  pause: null,
-  pooled: false,
-  cpus: 0.5,
-  memoryMB: 512,
-  diskMB: 2048,
-  pids: 100,
-  env: {},
-  metadata: { a: 'b' },
-  createdAt: '2026-01-01T00:00:00.000Z',
-  startedAt: '2026-01-01T00:00:01.000Z',
-  lastError: null,
-  address: '10.88.0.2',
-  network: { policy: 'full', allow: [] },
-  previewPublic: true,
-  previewToken: 'tok',
-  timeoutAt: null,
-  onTimeout: 'delete',
-  envdAccessToken: null,
-  idleTimeoutMs: null,
-  lastActivityAt: null,
-  ...over,
-});
+/** A running sandbox with fixed times and a public preview, as the mappings below expect. */
+const record = (over: Partial<SandboxRecord> = {}): SandboxRecord =>
+  sandboxRecord({
+    state: 'running',
+    cpus: 0.5,
+    diskMB: 2048,
+    env: {},
+    metadata: { a: 'b' },
+    createdAt: '2026-01-01T00:00:00.000Z',
+    startedAt: '2026-01-01T00:00:01.000Z',
+    address: '10.88.0.2',
+    network: { policy: 'full', allow: [] },
+    previewPublic: true,
+    previewToken: 'tok',
+    ...over,
+  });
 
 const is400 = (pattern: RegExp) => (err: unknown) =>
   err instanceof E2BApiError && err.status === 400 && pattern.test(err.message);

@@ -17,6 +17,7 @@ import * as processRoutes from './process-routes.js';
 import type { AgentHealth } from './protocol.js';
 import type { Spawner } from './spawner.js';
 import { UserDirectory } from './users.js';
+import { warmUp } from './warm-up.js';
 import { watchRoute } from './watch.js';
 
 export interface AgentOptions {
@@ -42,7 +43,7 @@ export interface Agent {
   shutdown(graceMs: number): Promise<void>;
   /** Stops listening and drops every session; processes keep running. `listen` again to serve. */
   unlisten(): Promise<void>;
-  /** Runs one throw-away `true` through the launch path (processRoutes.warmUp). */
+  /** Runs one throw-away `true` through the launch path (warm-up.ts). */
   warmUp(): Promise<void>;
 }
 
@@ -189,7 +190,7 @@ export function createAgent(options: AgentOptions): Agent {
         });
       });
     },
-    warmUp: () => processRoutes.warmUp(processDeps),
+    warmUp: () => warmUp(processDeps),
     async unlisten() {
       const closed = new Promise<void>((resolve) => (server.listening ? server.close(() => resolve()) : resolve()));
       // Graceful first, so the answer to the prepare request reaches the daemon (which then closes its side); after

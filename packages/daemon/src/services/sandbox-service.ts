@@ -772,7 +772,8 @@ export class SandboxService {
     if (rec.pooled) {
       // A warm-pool sandbox runs one process before it counts as running (only then can a create take it): the first
       // process of a fresh gVisor sandbox loads the agent's spawn path and libc into its caches (measured: first exec
-      // ~115 ms, then ~25). An image without `true` just skips this.
+      // ~115 ms, then ~25). An image without `true` just skips this. The agent warms itself the same way when it
+      // starts (agent warm-up.ts), but without waiting; this run is what guarantees a claimed sandbox is warm.
       await this.agent(rec.id)
         .run({ cmd: ['true'] })
         .catch(() => undefined);

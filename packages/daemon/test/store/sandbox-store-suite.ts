@@ -14,10 +14,8 @@ export function sandboxStoreSuite(name: string, open: () => Promise<{ store: San
     });
     after(async () => close?.());
 
-    const record = sandboxRecord;
-
     test('idle fields round-trip, including a timeout beyond 32 bits', async () => {
-      const rec = record({ idleTimeoutMs: 30 * 24 * 3600 * 1000, lastActivityAt: '2026-11-22T10:00:00.000Z' });
+      const rec = sandboxRecord({ idleTimeoutMs: 30 * 24 * 3600 * 1000, lastActivityAt: '2026-11-22T10:00:00.000Z' });
       await store.insert(rec);
       const got = await store.get(rec.id);
       assert.equal(got?.idleTimeoutMs, 30 * 24 * 3600 * 1000);
@@ -32,10 +30,10 @@ export function sandboxStoreSuite(name: string, open: () => Promise<{ store: San
       const now = new Date();
       const past = new Date(now.getTime() - 1000).toISOString();
       const future = new Date(now.getTime() + 60_000).toISOString();
-      const due = record({ timeoutAt: past, onTimeout: 'stop', envdAccessToken: 'tok' });
-      const later = record({ timeoutAt: future });
-      const stopped = record({ timeoutAt: past, desiredState: 'stopped' });
-      const none = record();
+      const due = sandboxRecord({ timeoutAt: past, onTimeout: 'stop', envdAccessToken: 'tok' });
+      const later = sandboxRecord({ timeoutAt: future });
+      const stopped = sandboxRecord({ timeoutAt: past, desiredState: 'stopped' });
+      const none = sandboxRecord();
       for (const r of [due, later, stopped, none]) await store.insert(r);
       assert.deepEqual(await store.get(due.id), due);
       const expired = (await store.listExpired(now.toISOString())).map((r) => r.id);
@@ -46,7 +44,7 @@ export function sandboxStoreSuite(name: string, open: () => Promise<{ store: San
     });
 
     test('insert, get, get by name round-trip every field', async () => {
-      const r = record({ name: `n-${Date.now()}` });
+      const r = sandboxRecord({ name: `n-${Date.now()}` });
       await store.insert(r);
       assert.deepEqual(await store.get(r.id), r);
       assert.deepEqual(await store.getByName(r.name!), r);
@@ -55,29 +53,29 @@ export function sandboxStoreSuite(name: string, open: () => Promise<{ store: San
 
     test('a taken name is NAME_TAKEN; unnamed sandboxes do not collide', async () => {
       const name = `dup-${Date.now()}`;
-      await store.insert(record({ name }));
+      await store.insert(sandboxRecord({ name }));
       await assert.rejects(
-        store.insert(record({ name })),
+        store.insert(sandboxRecord({ name })),
         (err: unknown) => err instanceof DenError && err.code === 'NAME_TAKEN',
       );
-      await store.insert(record());
-      await store.insert(record());
+      await store.insert(sandboxRecord());
+      await store.insert(sandboxRecord());
     });
 
     test('an address belongs to one sandbox at a time; null addresses do not collide', async () => {
       const address = `10.250.${Math.floor(Math.random() * 250)}.${Math.floor(Math.random() * 250)}`;
-      const r = record({ address });
+      const r = sandboxRecord({ address });
       await store.insert(r);
-      await assert.rejects(store.insert(record({ address })), /already taken/);
+      await assert.rejects(store.insert(sandboxRecord({ address })), /already taken/);
       await store.update(r.id, { network: { policy: 'full', allow: [] }, previewPublic: true });
       assert.deepEqual((await store.get(r.id))?.network, { policy: 'full', allow: [] });
       assert.equal((await store.get(r.id))?.previewPublic, true);
       await store.delete(r.id);
-      await store.insert(record({ address }));
+      await store.insert(sandboxRecord({ address }));
     });
 
     test('update patches only the given fields', async () => {
-      const r = record();
+      const r = sandboxRecord();
       await store.insert(r);
       const updated = await store.update(r.id, { state: 'running', startedAt: '2026-01-01T00:00:00.000Z' });
       assert.deepEqual(updated, { ...r, state: 'running', startedAt: '2026-01-01T00:00:00.000Z' });
@@ -85,7 +83,7 @@ export function sandboxStoreSuite(name: string, open: () => Promise<{ store: San
     });
 
     test('list filters by state, counts group by state, delete removes', async () => {
-      const r = record({ state: 'stopped' });
+      const r = sandboxRecord({ state: 'stopped' });
       await store.insert(r);
       const stopped = await store.list({ state: 'stopped' });
       assert.ok(stopped.some((s) => s.id === r.id));

@@ -95,19 +95,87 @@ describe('pause and resume', () => {
     await sbx.kill();
   });
 
-  test('a checkpoint gVisor refuses (an outside TCP connection) falls back to a filesystem pause and says so', async () => {
+  test('a pause closes connections to the outside and says which; the process keeps its memory and sees the reset', async () => {
+    const sbx = await Sandbox.create({ url: daemon.url, runtime: 'runsc', memoryMB: 512 });
+    // The process connects, then blocks reading; what the read ends with is written to a file.
+    const script = [
+      'import socket, sys',
+      `s = socket.create_connection(('${world.web}', 80))`,
+      "print('connected', flush=True)",
+      'try:',
+      "    print('read', s.recv(1), flush=True)",
+      'except OSError as e:',
+      "    print('error', e.errno, flush=True)",
+    ].join('\n');
+    await sbx.files.write('/tmp/hold.py', script);
+    await sbx.commands.run('nohup python3 /tmp/hold.py >/tmp/hold.log 2>&1 &');
+    await waitFor(async () => (await sbx.files.read('/tmp/hold.log')).includes('connected'), 'the connection');
+    const paused = await sbx.pause();
+    assert.equal(paused.pause?.memory, true, paused.pause?.reason ?? '');
+    assert.match(
+      paused.pause?.reason ?? '',
+      new RegExp(`1 open TCP connection was closed \\(.* -> ${world.web}:80\\)`),
+    );
+    await sbx.resume();
+    // The same process (memory kept) finds its connection reset; a restarted one would print 'connected' again.
+    await waitFor(async () => /\n(error|read) /.test(await sbx.files.read('/tmp/hold.log')), 'the read to end');
+    const log = await sbx.files.read('/tmp/hold.log');
+    assert.match(log, /^connected\n(error \d+|read b'')\n$/);
+    // The next pause has nothing to close.
+    const again = await sbx.pause();
+    assert.deepEqual({ memory: again.pause?.memory, reason: again.pause?.reason }, { memory: true, reason: null });
+    await sbx.kill();
+  });
+
+  test('runsc: pausing right after preview requests keeps memory every time (the closed proxy connection does not block it)', async () => {
+    const sbx = await Sandbox.create({ url: daemon.url, runtime: 'runsc', memoryMB: 512 });
+    // A keep-alive server: the preview proxy holds its upstream connection open between requests.
+    await sbx.files.write(
+      '/tmp/server.js',
+      "require('http').createServer((q, r) => r.end('up ' + process.pid)).listen(8000, '0.0.0.0')",
+    );
+    await sbx.commands.run('nohup node /tmp/server.js >/dev/null 2>&1 &');
+    await sbx.ports.waitFor(8000);
+    const host = sbx.getHost(8000);
+    let pid = '';
+    for (let round = 0; round < 15; round++) {
+      const page = await httpGet(daemon.url, '/', { host, 'x-den-preview-token': sbx.previewToken });
+      assert.equal(page.status, 200, page.body);
+      pid ||= page.body;
+      assert.equal(page.body, pid, 'the same server process answers after every resume');
+      const paused = await sbx.pause();
+      assert.deepEqual(
+        { round, memory: paused.pause?.memory, reason: paused.pause?.reason },
+        { round, memory: true, reason: null },
+      );
+    }
+    await sbx.kill();
+  });
+
+  test('a checkpoint gVisor refuses (an open file that was deleted, as tempfile.TemporaryFile keeps) falls back to a filesystem pause and says why', async () => {
     const sbx = await Sandbox.create({ url: daemon.url, runtime: 'runsc', memoryMB: 512 });
     await sbx.files.write('/home/user/kept.txt', 'kept');
     await sbx.commands.run(
-      `nohup python3 -c "import socket,time; s=socket.create_connection(('${world.web}', 80)); time.sleep(3600)" >/dev/null 2>&1 &`,
+      'nohup python3 -c "import tempfile, time; f = tempfile.TemporaryFile(dir=\'/home/user\'); time.sleep(3600)" >/dev/null 2>&1 &',
     );
-    await new Promise((r) => setTimeout(r, 500));
+    await waitFor(
+      async () => (await sbx.commands.run('pgrep -f "tempfile[.]TemporaryFile" || true')).stdout !== '',
+      'the process',
+    );
     const paused = await sbx.pause();
     assert.equal(paused.state, 'paused');
     assert.equal(paused.pause?.memory, false);
-    assert.match(paused.pause?.reason ?? '', /TCP connections gVisor cannot save|checkpoint failed/);
+    assert.match(
+      paused.pause?.reason ?? '',
+      /^the memory checkpoint failed \(.*deleted.*\); only the filesystem is kept$/,
+    );
     await sbx.resume();
     assert.equal(await sbx.files.read('/home/user/kept.txt'), 'kept');
+    assert.equal(
+      (await sbx.commands.run('pgrep -f "tempfile[.]TemporaryFile" || echo none')).stdout,
+      'none\n',
+      'a new boot',
+    );
     await sbx.kill();
   });
 

@@ -237,7 +237,8 @@ export class Sandbox {
 
   /**
    * Pauses the sandbox: memory and processes too on runsc (they continue where they were), the filesystem only on
-   * runc or when a checkpoint is impossible; `pause.memory` says which. Any later call resumes it.
+   * runc or when a checkpoint fails; `pause.memory` says which. Connections the sandbox held to the outside are
+   * closed (its processes see a reset on resume) and `pause.reason` lists them. Any later call resumes it.
    *
    * @example
    * ```ts

@@ -151,7 +151,10 @@ export const Sandbox = Type.Object({
     Type.Literal('paused'),
     Type.Literal('deleted'),
   ]),
-  /** set while paused: whether memory was saved (runsc checkpoint) or only the filesystem, and why not */
+  /**
+   * set while paused: whether memory was saved (runsc checkpoint) or only the filesystem; `reason` says why not, or,
+   * with memory saved, which outside TCP connections the pause closed (null when none)
+   */
   pause: Type.Union([
     Type.Object({ memory: Type.Boolean(), reason: Type.Union([Type.String(), Type.Null()]), at: Type.String() }),
     Type.Null(),

@@ -79,12 +79,16 @@ export async function lifecycle(ctx: Context, args: LifecycleArgs): Promise<numb
   }[args.action];
   for (const ref of args.refs) {
     const info = await act.call(client, ref);
-    // A pause that could not keep memory says so (runc, or a checkpoint gVisor refused).
-    const note =
-      args.action === 'pause' && info.pause && !info.pause.memory ? ` (filesystem only: ${info.pause.reason})` : '';
-    ctx.stdout.write(`${ref}${note}\n`);
+    ctx.stdout.write(`${ref}${args.action === 'pause' ? pauseNote(info.pause) : ''}\n`);
   }
   return 0;
+}
+
+/** What a pause could not keep: memory (runc, or a failed checkpoint), or the connections it closed. */
+function pauseNote(pause: SandboxInfo['pause']): string {
+  if (!pause) return '';
+  if (!pause.memory) return ` (filesystem only: ${pause.reason})`;
+  return pause.reason ? ` (${pause.reason})` : '';
 }
 
 /**

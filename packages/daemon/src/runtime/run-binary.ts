@@ -117,6 +117,15 @@ export function describeExit(exit: BinaryExit, timeoutMs: number): string {
     : exit.signal
       ? `killed by ${exit.signal}`
       : `exit code ${exit.code}`;
-  const text = (exit.stderr.trim() || exit.stdout.trim()).slice(-4000);
+  const text = headAndTail(exit.stderr.trim() || exit.stdout.trim(), 2000);
   return text ? `${text} (${why})` : why;
+}
+
+/**
+ * The start and the end of a long text: a runtime says what failed first (runsc: "... cannot be saved in connected
+ * state: local ..."), may then dump whole structures, and ends with the exit reason.
+ */
+function headAndTail(text: string, each: number): string {
+  if (text.length <= 2 * each) return text;
+  return `${text.slice(0, each)} [... ${text.length - 2 * each} characters ...] ${text.slice(-each)}`;
 }

@@ -1,21 +1,16 @@
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { ListeningSocket, TcpConnection } from '@den/agent';
 import { DenError } from '@den/shared';
 import { pathExists } from '../fs-util.js';
 import type { DenPaths } from '../paths.js';
-import type { AgentConnection, Runtime, SandboxRecord } from './ports.js';
+import type { AgentConnection, Runtime } from './ports.js';
 import { wakeRestoredAgent } from './restore-wake.js';
 
-/** How long a pause waits for TCP connections in the sandbox to close before it gives up on saving memory. */
-const CONNECTIONS_CLOSE_MS = 1_500;
-
-/** What gVisor would refuse to checkpoint, found before trying (a failed checkpoint kills the sandbox). */
-export class NotCheckpointable extends Error {}
-
 /**
- * The parts of a pause with memory (runsc checkpoint/restore) that talk to the sandbox's agent: what would make
- * gVisor refuse the checkpoint, waiting for the agent to let go of its host socket, finding a memory image, and
+ * The parts of a pause with memory (runsc checkpoint/restore) that talk to the sandbox's agent: the connections a
+ * checkpoint resets, waiting for the agent to let go of its host socket, finding a memory image, and
  * waking the agent after a restore.
  */
 export class MemoryCheckpoint {
@@ -27,21 +22,29 @@ export class MemoryCheckpoint {
   ) {}
 
   /**
-   * Why gVisor would refuse to checkpoint the sandbox now (a failed checkpoint kills it, so this is asked first), or
-   * undefined. Measured with runsc 2024: a TCP endpoint that is connected or in TIME_WAIT cannot be saved (waited for
-   * up to CONNECTIONS_CLOSE_MS). Processes started through den with their output attached can: den destroys its
-   * session with the agent before the checkpoint, and their output is replayed to a reconnecting client.
+   * Why a snapshot of the running sandbox should not checkpoint it, or undefined: the checkpoint would reset the
+   * connections it holds to the outside, and a snapshot must not disturb a sandbox that goes on running. Such a
+   * sandbox is frozen for its snapshot instead, and the snapshot has no memory.
    */
-  async blocker(rec: SandboxRecord): Promise<string | undefined> {
-    const open = await this.openConnections(rec.id);
-    if (open.length) {
-      const list = open
-        .slice(0, 3)
-        .map((c) => `${c.local} <-> ${c.remote} ${c.state}`)
-        .join(', ');
-      return `the sandbox has open TCP connections gVisor cannot save (${list}${open.length > 3 ? ', ...' : ''})`;
-    }
-    return undefined;
+  async snapshotBlocker(id: string): Promise<string | undefined> {
+    const open = await this.outsideConnections(id);
+    if (open.length === 0) return undefined;
+    const list = open
+      .slice(0, 3)
+      .map((c) => `${c.local} -> ${c.remote}`)
+      .join(', ');
+    return `the sandbox holds open TCP connections that saving its memory would reset (${list}${open.length > 3 ? ', ...' : ''})`;
+  }
+
+  /**
+   * The TCP connections the sandbox's own processes hold to the outside, which a checkpoint resets (runsc runs with
+   * `--net-disconnect-ok`): not those into a port the sandbox serves (den's preview proxy, closed before a pause
+   * anyway) nor loopback ones inside the sandbox, which gVisor saves with the rest of its memory.
+   */
+  async outsideConnections(id: string): Promise<TcpConnection[]> {
+    const agent = this.agent(id);
+    const [open, listening] = await Promise.all([agent.listConnections(), agent.listPorts()]);
+    return toTheOutside(open, listening);
   }
 
   /**
@@ -76,21 +79,42 @@ export class MemoryCheckpoint {
       timeoutMs: this.readyTimeoutMs,
     });
   }
-
-  /** TCP connections in the sandbox that are still open after up to CONNECTIONS_CLOSE_MS. */
-  private async openConnections(id: string) {
-    const deadline = Date.now() + CONNECTIONS_CLOSE_MS;
-    for (;;) {
-      const open = await this.agent(id).listConnections();
-      if (open.length === 0 || Date.now() > deadline) return open;
-      await sleep(50);
-    }
-  }
 }
 
-/** The line of a checkpoint failure that says what gVisor could not save. */
+/** The connections that are not into a port the sandbox serves and not over its loopback. */
+export function toTheOutside(open: TcpConnection[], listening: ListeningSocket[]): TcpConnection[] {
+  const served = new Set(listening.map((l) => l.port));
+  return open.filter((c) => !served.has(portOf(c.local)) && !isLoopback(c.remote));
+}
+
+function portOf(endpoint: string): number {
+  return Number(endpoint.slice(endpoint.lastIndexOf(':') + 1));
+}
+
+function isLoopback(endpoint: string): boolean {
+  return endpoint.startsWith('127.') || endpoint.startsWith('::1:') || endpoint.startsWith('::ffff:127.');
+}
+
+/** What a pause with memory reports about the connections it reset (their processes see ECONNRESET on resume). */
+export function connectionsClosedNote(closed: TcpConnection[]): string | null {
+  if (closed.length === 0) return null;
+  const list = closed
+    .slice(0, 3)
+    .map((c) => `${c.local} -> ${c.remote}`)
+    .join(', ');
+  const n = closed.length === 1 ? '1 open TCP connection was' : `${closed.length} open TCP connections were`;
+  return `memory saved; ${n} closed (${list}${closed.length > 3 ? ', ...' : ''}): its process sees a reset on resume`;
+}
+
+/**
+ * What gVisor could not save, from a checkpoint failure (after "encoding error:", or "... cannot be saved ..."), else
+ * the start of its first line: runsc's message goes on with a goroutine dump or whole structures.
+ */
 export function checkpointFailure(err: unknown): string {
   const text = err instanceof Error ? err.message : String(err);
-  const m = /(Cannot save[^\n:]*|cannot be saved[^\n]*|[^\n]{0,200})/.exec(text);
-  return (m?.[1] ?? text).trim();
+  const m =
+    /encoding error: ([^\n{]{1,160})/.exec(text) ??
+    /([Cc]annot (?:save|be saved)[^\n{]{0,120})/.exec(text) ??
+    /([^\n{]{0,200})/.exec(text);
+  return (m?.[1] ?? text).replace(/[\s:]+$/, '');
 }

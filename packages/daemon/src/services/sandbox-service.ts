@@ -17,7 +17,7 @@ import { pathExists } from '../fs-util.js';
 import type { DenPaths } from '../paths.js';
 import type { ActivityTracker } from './activity.js';
 import { KeyedMutex } from './keyed-mutex.js';
-import { checkpointFailure, MemoryCheckpoint, NotCheckpointable } from './memory-checkpoint.js';
+import { checkpointFailure, connectionsClosedNote, MemoryCheckpoint } from './memory-checkpoint.js';
 import type {
   AgentConnection,
   AgentConnector,
@@ -318,9 +318,9 @@ export class SandboxService {
 
   /**
    * Pauses a running sandbox. runsc: its memory and processes are checkpointed (they continue where they were on
-   * resume); if the checkpoint fails (e.g. a process holds an outside TCP connection), or on runc (CRIU does not work
-   * on these kernels), only the filesystem is kept and `pause.memory` is false with the reason. A paused sandbox uses
-   * no CPU or memory: no container, mount or network namespace remains.
+   * resume; connections they held to the outside are reset, and `pause.reason` names them); if the checkpoint fails,
+   * or on runc (CRIU does not work on these kernels), only the filesystem is kept and `pause.memory` is false with
+   * the reason. A paused sandbox uses no CPU or memory: no container, mount or network namespace remains.
    */
   async pause(ref: string): Promise<SandboxRecord> {
     const rec = await this.resolve(ref);
@@ -354,7 +354,7 @@ export class SandboxService {
       const rt = this.runtimeFor(current.runtime);
       if (current.state === 'running') {
         const memoryBlocker = rt.canCheckpoint
-          ? await this.checkpoints.blocker(current)
+          ? await this.checkpoints.snapshotBlocker(current.id)
           : `${current.runtime} cannot save memory (CRIU does not work on this kernel)`;
         if (memoryBlocker !== undefined) return this.withFrozen(current, memoryBlocker, fn);
         const paused = await this.ensurePaused(current);
@@ -806,14 +806,14 @@ export class SandboxService {
     }
     const imageDir = this.deps.paths.sandbox(rec.id).checkpointDir;
     await rm(imageDir, { recursive: true, force: true });
-    // Nothing of den may hold a connection into the sandbox: gVisor cannot save connected endpoints.
+    // den's own connections into the sandbox (preview proxy, attached clients) end before it is saved.
     this.notifyLeaving(rec.id);
     let reason: string | undefined;
+    let note: string | null = null;
     try {
-      // A failed checkpoint kills the sandbox: what gVisor would refuse is found first (den's own connections were
-      // just dropped), and then only the filesystem is kept.
-      const blocker = await this.checkpoints.blocker(rec);
-      if (blocker !== undefined) throw new NotCheckpointable(blocker);
+      // The checkpoint resets the connections the sandbox holds to the outside (runsc.ts `--net-disconnect-ok`), as a
+      // laptop's sleep would; the pause says which.
+      note = connectionsClosedNote(await this.checkpoints.outsideConnections(rec.id));
       await this.agent(rec.id).prepareCheckpoint();
       // At once, not gracefully: a graceful close waits for open streams (the output of a process started through den
       // stays attached), and while den's end stays open gVisor keeps the agent's end alive, a host connection it
@@ -824,17 +824,14 @@ export class SandboxService {
       await rt.checkpoint(rec.id, imageDir);
       t.mark('checkpoint');
     } catch (err) {
-      reason =
-        err instanceof NotCheckpointable
-          ? `memory not saved: ${err.message}; only the filesystem is kept`
-          : `the memory checkpoint failed (${checkpointFailure(err)}); only the filesystem is kept`;
+      reason = `the memory checkpoint failed (${checkpointFailure(err)}); only the filesystem is kept`;
       this.deps.log.warn(
         { sandbox: rec.id, err: String(err).slice(0, 2000) },
         'checkpoint failed; pausing without memory',
       );
       await rm(imageDir, { recursive: true, force: true });
     }
-    const paused = await this.finishPause(rec, reason === undefined, reason, { later: true });
+    const paused = await this.finishPause(rec, reason === undefined, reason ?? note ?? undefined, { later: true });
     t.mark('finish');
     this.deps.log.info({ sandbox: rec.id, memory: reason === undefined, ms: t.steps }, 'sandbox paused');
     return paused;
@@ -865,7 +862,7 @@ export class SandboxService {
     if (!opts.later) await this.tearDownPaused(rec);
     const paused = (await this.deps.store.update(rec.id, {
       state: 'paused',
-      pause: { memory: true, reason: null, at: new Date().toISOString() },
+      pause: { memory: true, reason: reason ?? null, at: new Date().toISOString() },
     }))!;
     if (opts.later) {
       const clear = () =>

@@ -29,6 +29,31 @@ describe('runBinary', () => {
     }
   });
 
+  it('keeps the start and the end of a very long failure text (what failed comes first, then a dump)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'den-runbin-'));
+    const fake = join(dir, 'fake-runtime');
+    const dump = 'x'.repeat(10_000);
+    await writeFile(
+      fake,
+      `#!/bin/sh\necho "endpoint cannot be saved in connected state ${dump} the end" >&2\nexit 1\n`,
+      {
+        mode: 0o755,
+      },
+    );
+    try {
+      await assert.rejects(runBinary(fake, ['checkpoint', 'abc'], { runtime: 'fake' }), (err: DenError) => {
+        assert.ok(err.message.length < 4200, `${err.message.length} characters`);
+        assert.match(
+          err.message,
+          /^fake checkpoint failed: endpoint cannot be saved in connected state x+ \[\.\.\. \d+ characters \.\.\.\] x+ the end \(exit code 1\)$/,
+        );
+        return true;
+      });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('names the subcommand after global flags', () => {
     assert.equal(subcommandOf(['--root', '/x', '--platform=systrap', 'create', '--bundle', 'b', 'id']), 'create');
   });

@@ -98,6 +98,13 @@ describe('a live preview in a real browser', { skip: browserUnavailable() }, () 
       'the reload to come over the HMR socket',
       30_000,
     ).catch((err: Error) => assert.fail(`${err.message}; frames: ${socket.received.join(' | ')}`));
+    // The reloaded page is settled once its own HMR socket is connected: an edit made before that could reach neither
+    // the old page nor the new one (seen once in CI: the next test's edit was lost while the page was reloading).
+    await waitFor(
+      () => hmrSocket() !== socket && (hmrSocket()?.received ?? []).some((f) => f.includes('"connected"')),
+      'the HMR socket of the reloaded page',
+      30_000,
+    );
   });
 
   test('an edit to a component is hot-swapped without reloading the page', async () => {

@@ -2,6 +2,7 @@ import { connect, type Socket } from 'node:net';
 import { gatewayError, writeErrorToSocket } from './error-page.js';
 import { upstreamRequestHeaders } from './headers.js';
 import type { PreviewResolver, PreviewTarget } from './preview-proxy.js';
+import { relayReads } from './relay-reads.js';
 import { parseRequestHead, type RequestHead } from './request-head.js';
 import { type PreviewRoute, parsePreviewRoute } from './route.js';
 import { decideAccess, type RequestView, TOKEN_HEADERS, TOKEN_QUERY_PARAM } from './token.js';
@@ -221,7 +222,12 @@ class LaneConnection {
   /** Opens the connection into the sandbox; false (nothing sent yet) lets the full proxy explain the failure. */
   private connect(target: PreviewTarget): Promise<boolean> {
     return new Promise((resolve) => {
-      const upstream = connect({ host: target.address, port: target.port, noDelay: true });
+      const upstream = connect({
+        host: target.address,
+        port: target.port,
+        noDelay: true,
+        onread: relayReads((bytes) => this.fromUpstream(bytes)),
+      });
       const timer = setTimeout(() => upstream.destroy(), this.options.connectTimeoutMs);
       upstream.once('connect', () => {
         clearTimeout(timer);
@@ -245,17 +251,6 @@ class LaneConnection {
     this.upstream = upstream;
     this.target = target;
     this.options.connections.trackTunnel(target.sandboxId, upstream);
-    upstream.on('data', (chunk: Buffer) => {
-      if (this.waitingFor) {
-        this.waitingFor = undefined;
-        clearTimeout(this.responseTimer);
-      }
-      if (this.raw) this.options.onActivity?.(target.sandboxId);
-      if (!this.client.write(chunk) && !upstream.isPaused()) {
-        upstream.pause();
-        this.client.once('drain', () => upstream.resume());
-      }
-    });
     let ended = false;
     upstream.on('end', () => {
       // The app closed its end (e.g. its keep-alive timeout): so does the client's connection, after the bytes.
@@ -268,6 +263,21 @@ class LaneConnection {
       if (!ended && !this.handedOver) this.client.destroy();
     });
     upstream.on('error', noop);
+  }
+
+  /**
+   * Bytes from the sandbox, byte for byte to the client. Whether the client's socket took them at once (the read
+   * buffer can then be used again) and whether reading must wait for the client (relay-reads.ts).
+   */
+  private fromUpstream(bytes: Buffer): { consumed: boolean; pause: boolean } {
+    if (this.waitingFor) {
+      this.waitingFor = undefined;
+      clearTimeout(this.responseTimer);
+    }
+    if (this.raw && this.target) this.options.onActivity?.(this.target.sandboxId);
+    const flowing = this.client.write(bytes);
+    if (!flowing) this.client.once('drain', () => this.upstream?.resume());
+    return { consumed: this.client.writableLength === 0, pause: !flowing };
   }
 
   private toUpstream(bytes: Buffer): void {

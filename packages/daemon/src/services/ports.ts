@@ -177,6 +177,11 @@ export interface NetworkManager {
   allocateAddress(inUse: Iterable<string>): string;
   /** (re)creates the namespace, veth, address, routes and rules; call before every container start */
   setUp(spec: SandboxNetworkSpec): Promise<SandboxNetworkAttachment>;
+  /**
+   * for a sandbox about to be restored whose namespace was kept since its pause: puts back what the runtime took out
+   * of it (address, routes); sets everything up anew when the namespace is not complete
+   */
+  reattach(spec: SandboxNetworkSpec): Promise<SandboxNetworkAttachment>;
   /** (re)applies rules and the resolver's view for a sandbox that is already running (after a daemon restart) */
   adopt(spec: SandboxNetworkSpec): Promise<void>;
   /** changes the egress policy of a sandbox, running or not */

@@ -17,9 +17,8 @@ export interface PauseFigures {
 export async function pauseResume(url: string, n: number): Promise<PauseFigures> {
   const sbx = await Sandbox.create({ url, runtime: 'runsc', memoryMB: 512 });
   try {
-    // An HTTP/1.1 server: the proxy's keep-alive connection is closed from the host side before the pause, so the
-    // guest's end closes cleanly (a server that closes first, like Python's HTTP/1.0 http.server, leaves TIME_WAIT
-    // endpoints in the guest for a minute, and gVisor cannot checkpoint those).
+    // An HTTP/1.1 server, as dev servers are: the proxy keeps a connection into it between requests, which the pause
+    // closes.
     await sbx.files.write(
       '/tmp/server.js',
       "require('http').createServer((q, r) => r.end('ok')).listen(8000, '0.0.0.0');",

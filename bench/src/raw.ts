@@ -7,8 +7,9 @@ import { promisify } from 'node:util';
 const run = promisify(execFile);
 
 /**
- * The raw baseline: the runtime binary driven directly (`create`/`start`/`exec`/`kill`/`delete`) on the base image's
- * root, read-only with a tmpfs /tmp, running `sleep infinity`. No den, no agent, no overlay, no disk.
+ * The raw baseline: the runtime binary driven directly (`create`/`start`/`exec`/`kill`/`delete`, and on runsc
+ * `checkpoint`/`restore`) on an overlay of the base image's root with a tmpfs /tmp, running `sleep infinity` unless
+ * told otherwise. No den, no agent, no disk file, no network.
  */
 export class RawRuntime {
   private readonly mounts: string[] = [];
@@ -32,14 +33,14 @@ export class RawRuntime {
     return [...global, ...rest];
   }
 
-  private async bundle(id: string): Promise<string> {
+  private async bundle(id: string, args: string[]): Promise<string> {
     const bundle = join(this.dir, id);
     await mkdir(bundle, { recursive: true });
     // `runc spec` writes the reference default spec; both runtimes accept it.
     await run('runc', ['spec', '--bundle', bundle]);
     const spec = JSON.parse(await readFile(join(bundle, 'config.json'), 'utf8'));
     spec.process.terminal = false;
-    spec.process.args = ['sleep', 'infinity'];
+    spec.process.args = args;
     // A writable overlay of the image's layer, like den's root but without den's disk file: the raw container
     // writes through the same runtime file path (gVisor's gofer) as a den sandbox does.
     const [upper, work, merged] = ['upper', 'work', 'merged'].map((d) => join(bundle, d)) as [string, string, string];
@@ -72,14 +73,30 @@ export class RawRuntime {
   }
 
   /** create + start, detached; the container's stdio is /dev/null (a pipe would be held open by the container) */
-  async start(id: string): Promise<void> {
-    const bundle = await this.bundle(id);
-    await new Promise<void>((resolve, reject) => {
-      const child = spawn(this.binary, this.args('create', '--bundle', bundle, id), { stdio: 'ignore' });
-      child.on('error', reject);
-      child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`${this.name} create exited ${code}`))));
-    });
+  async start(id: string, args = ['sleep', 'infinity']): Promise<void> {
+    const bundle = await this.bundle(id, args);
+    await this.detached('create', '--bundle', bundle, id);
     await run(this.binary, this.args('start', id), { timeout: 60_000 });
+  }
+
+  /** runsc: saves the container's memory as den does (uncompressed), which stops it (`delete` it before `restore`). */
+  async checkpoint(id: string, imageDir: string): Promise<void> {
+    await run(this.binary, this.args('checkpoint', '--compression', 'none', '--image-path', imageDir, id));
+  }
+
+  /** runsc: the container again, from the image `checkpoint` wrote, in its bundle of `start`. */
+  async restore(id: string, imageDir: string): Promise<void> {
+    await this.detached('restore', '--detach', '--image-path', imageDir, '--bundle', join(this.dir, id), id);
+  }
+
+  private detached(...args: string[]): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const child = spawn(this.binary, this.args(...args), { stdio: 'ignore' });
+      child.on('error', reject);
+      child.on('exit', (code) =>
+        code === 0 ? resolve() : reject(new Error(`${this.name} ${args[0]} exited ${code}`)),
+      );
+    });
   }
 
   async exec(id: string, cmd: string[], stdin?: Buffer): Promise<Buffer> {

@@ -29,11 +29,7 @@ export class MemoryCheckpoint {
   async snapshotBlocker(id: string): Promise<string | undefined> {
     const open = await this.outsideConnections(id);
     if (open.length === 0) return undefined;
-    const list = open
-      .slice(0, 3)
-      .map((c) => `${c.local} -> ${c.remote}`)
-      .join(', ');
-    return `the sandbox holds open TCP connections that saving its memory would reset (${list}${open.length > 3 ? ', ...' : ''})`;
+    return `the sandbox holds open TCP connections that saving its memory would reset (${listed(open)})`;
   }
 
   /**
@@ -98,12 +94,17 @@ function isLoopback(endpoint: string): boolean {
 /** What a pause with memory reports about the connections it reset (their processes see ECONNRESET on resume). */
 export function connectionsClosedNote(closed: TcpConnection[]): string | null {
   if (closed.length === 0) return null;
-  const list = closed
-    .slice(0, 3)
-    .map((c) => `${c.local} -> ${c.remote}`)
-    .join(', ');
-  const n = closed.length === 1 ? '1 open TCP connection was' : `${closed.length} open TCP connections were`;
-  return `memory saved; ${n} closed (${list}${closed.length > 3 ? ', ...' : ''}): its process sees a reset on resume`;
+  const [n, who] =
+    closed.length === 1
+      ? ['1 open TCP connection was', 'its process sees']
+      : [`${closed.length} open TCP connections were`, 'their processes see'];
+  return `memory saved; ${n} closed (${listed(closed)}): ${who} a reset on resume`;
+}
+
+/** The first three connections, "local -> remote", and "..." for more. */
+function listed(connections: TcpConnection[]): string {
+  const first = connections.slice(0, 3).map((c) => `${c.local} -> ${c.remote}`);
+  return [...first, ...(connections.length > 3 ? ['...'] : [])].join(', ');
 }
 
 /**

@@ -44,7 +44,7 @@ describe('memory checkpoint reports', () => {
     );
     assert.match(
       connectionsClosedNote([one, one, one, one]) ?? '',
-      /^memory saved; 4 open TCP connections were closed \(.*, \.\.\.\)/,
+      /^memory saved; 4 open TCP connections were closed \(.*, \.\.\.\): their processes see a reset on resume$/,
     );
   });
 });

@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Sandbox } from '@den/sdk';
 import { COUNTER, count } from '../src/counter.js';
@@ -42,7 +45,7 @@ describe('pause and resume', () => {
     assert.ok(later > first, `the counter continues after resume (${first} -> ${later})`);
     assert.equal(await sbx.files.read('/home/user/kept.txt'), 'kept');
     // The python process is the same one (pid kept): memory state, not a restart.
-    const ps = await sbx.commands.run('pgrep -f "import time" | head -1');
+    const ps = await sbx.commands.run('pgrep -f "import [t]ime" | head -1');
     assert.match(ps.stdout, /^\d+\n$/);
     await sbx.kill();
   });
@@ -176,6 +179,25 @@ describe('pause and resume', () => {
       'none\n',
       'a new boot',
     );
+    await sbx.kill();
+  });
+
+  test('a memory image that cannot be restored (damaged on disk) starts the sandbox fresh, with its files and network', async () => {
+    const sbx = await Sandbox.create({ url: daemon.url, runtime: 'runsc', memoryMB: 512 });
+    await sbx.files.write('/home/user/kept.txt', 'kept');
+    await sbx.commands.run(COUNTER);
+    const paused = await sbx.pause();
+    assert.equal(paused.pause?.memory, true);
+    // Damaged while paused: the kernel state runsc reads first is overwritten with garbage of the same size.
+    const image = join(daemon.home, 'sandboxes', sbx.id, 'checkpoint', 'checkpoint.img');
+    writeFileSync(image, randomBytes(statSync(image).size));
+    const resumed = await sbx.resume();
+    assert.equal(resumed.state, 'running');
+    assert.equal(await sbx.files.read('/home/user/kept.txt'), 'kept');
+    assert.equal((await sbx.commands.run('pgrep -f "import [t]ime" || echo none')).stdout, 'none\n', 'a fresh boot');
+    // The network works as after any start: the sandbox reaches the fake internet.
+    const out = await sbx.commands.run(`curl -s -m 4 -o /dev/null -w '%{http_code}' http://${world.web}/`);
+    assert.equal(out.stdout, '200');
     await sbx.kill();
   });
 

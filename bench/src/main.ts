@@ -68,6 +68,13 @@ async function benchNetwork(runtime: 'runsc' | 'runc', daemon: TestDaemon): Prom
       target: `den p50 <= 1.3x raw: ${(proxy.smallGet.den.p50 / proxy.smallGet.raw.p50).toFixed(2)}x`,
     },
     {
+      metric: 'same GET via a bare Node relay (no den)',
+      unit: 'ms',
+      den: proxy.smallGet.bareRelay,
+      raw: proxy.smallGet.raw,
+      target: `floor of a Node relay: ${(proxy.smallGet.bareRelay.p50 / proxy.smallGet.raw.p50).toFixed(2)}x`,
+    },
+    {
       metric: 'preview 100 MiB download',
       unit: 'MiB/s',
       den: Number(proxy.download.den.toFixed(0)),

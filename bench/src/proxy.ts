@@ -1,3 +1,5 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { Agent, request } from 'node:http';
 import { Sandbox } from '@den/sdk';
 import { type Summary, summarize } from './stats.js';
@@ -18,6 +20,32 @@ http.createServer((q, r) => {
   r.end('ok');
 }).listen(8080, '0.0.0.0');
 `;
+
+/**
+ * The floor of any relay written in Node: a separate Node process that accepts a connection and pipes it, byte for
+ * byte, to the sandbox's server (no HTTP parsing, no routing, no token). Prints its port, then relays until killed.
+ */
+const BARE_RELAY = `
+const net = require('net');
+const [host, port] = process.argv.slice(1);
+const server = net.createServer((c) => {
+  const u = net.connect(Number(port), host);
+  c.setNoDelay(true);
+  u.setNoDelay(true);
+  c.pipe(u).pipe(c);
+  c.on('error', () => u.destroy());
+  u.on('error', () => c.destroy());
+});
+server.listen(0, '127.0.0.1', () => console.log(server.address().port));
+`;
+
+async function startBareRelay(host: string, port: number): Promise<{ child: ChildProcess; port: number }> {
+  const child = spawn(process.execPath, ['-e', BARE_RELAY, host, String(port)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const [line] = (await once(child.stdout!, 'data')) as [Buffer];
+  return { child, port: Number(line.toString().trim()) };
+}
 
 interface Target {
   host: string;
@@ -41,14 +69,16 @@ function get(agent: Agent, t: Target, path: string): Promise<number> {
 }
 
 export interface ProxyFigures {
-  smallGet: { den: Summary; raw: Summary };
+  /** raw: straight to the sandbox; bareRelay: through BARE_RELAY */
+  smallGet: { den: Summary; raw: Summary; bareRelay: Summary };
   download: { den: number; raw: number };
 }
 
 /**
  * Preview proxy overhead, side by side in one run: small GETs over a keep-alive connection through den's proxy
- * (host-form preview URL with the token) and straight to the sandbox's address (the raw baseline), interleaved;
- * then 100 MiB downloads both ways (MiB/s, median of `bigRuns`).
+ * (host-form preview URL with the token), straight to the sandbox's address (the raw baseline) and through a bare Node
+ * relay (what relaying in Node costs at the least), interleaved; then 100 MiB downloads through den and directly
+ * (MiB/s, median of `bigRuns`).
  */
 export async function proxyOverhead(
   url: string,
@@ -69,23 +99,29 @@ export async function proxyOverhead(
       headers: { host: sbx.getHost(8080), 'x-den-preview-token': info.preview.token },
     };
     const direct: Target = { host: info.network.address!, port: 8080, headers: {} };
+    const relay = await startBareRelay(direct.host, direct.port);
+    const viaRelay: Target = { host: '127.0.0.1', port: relay.port, headers: {} };
     const agents = {
       proxy: new Agent({ keepAlive: true, maxSockets: 1 }),
       direct: new Agent({ keepAlive: true, maxSockets: 1 }),
+      relay: new Agent({ keepAlive: true, maxSockets: 1 }),
     };
     try {
-      const t = { proxy: [] as number[], direct: [] as number[] };
+      const small = [
+        ['proxy', viaProxy],
+        ['direct', direct],
+        ['relay', viaRelay],
+      ] as const;
+      const t = { proxy: [] as number[], direct: [] as number[], relay: [] as number[] };
       for (let i = 0; i < 50; i++) {
-        await get(agents.proxy, viaProxy, '/small');
-        await get(agents.direct, direct, '/small');
+        for (const [key, target] of small) await get(agents[key], target, '/small');
       }
       for (let i = 0; i < n; i++) {
-        let t0 = performance.now();
-        await get(agents.proxy, viaProxy, '/small');
-        t.proxy.push(performance.now() - t0);
-        t0 = performance.now();
-        await get(agents.direct, direct, '/small');
-        t.direct.push(performance.now() - t0);
+        for (const [key, target] of small) {
+          const t0 = performance.now();
+          await get(agents[key], target, '/small');
+          t[key].push(performance.now() - t0);
+        }
       }
       const rates = { proxy: [] as number[], direct: [] as number[] };
       for (let i = 0; i < bigRuns; i++) {
@@ -100,12 +136,12 @@ export async function proxyOverhead(
         }
       }
       return {
-        smallGet: { den: summarize(t.proxy), raw: summarize(t.direct) },
+        smallGet: { den: summarize(t.proxy), raw: summarize(t.direct), bareRelay: summarize(t.relay) },
         download: { den: summarize(rates.proxy).p50, raw: summarize(rates.direct).p50 },
       };
     } finally {
-      agents.proxy.destroy();
-      agents.direct.destroy();
+      for (const agent of Object.values(agents)) agent.destroy();
+      relay.child.kill();
     }
   } finally {
     await sbx.kill();

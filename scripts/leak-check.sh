@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fails when a test left something behind on the machine: containers in den's or the default runtime roots,
-# overlay or den mounts, loop devices, network namespaces, den bridges and nft tables, gVisor processes, den cgroups.
+# overlay or den mounts, loop devices, network namespaces, den bridges and nft tables, gVisor processes, den-spawn
+# helpers, den cgroups.
 set -uo pipefail
 RUNSC=${DEN_RUNSC:-/var/lib/den/tools/runsc/usr/bin/runsc}
 left=()
@@ -14,6 +15,8 @@ n=$(ip -o link show type bridge 2>/dev/null | grep -cE ': (den|dt)[a-z0-9]*[:@]'
 n=$(nft list tables 2>/dev/null | grep -cE ' (den|dt)[a-z0-9]*$'); ((n > 0)) && left+=("$n den nft table(s)")
 n=$(pgrep -c -f 'runsc-sandbox|runsc-gofer|runsc-sentry'); ((n > 0)) && left+=("$n gVisor process(es)")
 n=$(pgrep -c -f '/.den/bin/node|den-agent'); ((n > 0)) && left+=("$n agent process(es)")
+# den-spawn helpers (the agent's, and the daemon's own for its tools) end with their owner; zombies wait for init.
+n=$(ps -eo stat=,args= | awk '$1 !~ /^Z/ && $2 ~ /den-spawn$/' | grep -c .); ((n > 0)) && left+=("$n den-spawn process(es)")
 n=$(find /sys/fs/cgroup/memory/den -mindepth 1 -maxdepth 1 -type d 2>/dev/null | grep -c .); ((n > 0)) && left+=("$n den memory cgroup(s)")
 if ((${#left[@]})); then
   echo "leak check FAILED: the tests left these behind:"

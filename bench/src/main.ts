@@ -254,6 +254,7 @@ async function main(): Promise<void> {
   const rootfs = await baseLayerDir();
   const daemon = await startDaemon();
   const results: Record<string, Row[]> = {};
+  const failed: string[] = [];
   try {
     const groups: [string, () => Promise<Row[]>][] = [];
     for (const runtime of ['runsc', 'runc'] as const) {
@@ -265,7 +266,16 @@ async function main(): Promise<void> {
     if (SUITES.has('pool')) groups.push(['warm pool', () => benchPool()]);
     for (const [name, run] of groups) {
       console.log(`\n== ${name} ==`);
-      results[name] = await run();
+      const since = daemon.logs.length;
+      try {
+        results[name] = await run();
+      } catch (err) {
+        // One failing group does not cost the others' figures; what the daemon warned about during it is shown.
+        failed.push(name);
+        console.error(err);
+        for (const line of daemon.logs.slice(since)) if (/"level":(40|50|60)/.test(line)) console.error(line);
+        continue;
+      }
       console.log(
         `${'metric'.padEnd(32)} ${'unit'.padEnd(4)} ${'den p50'.padStart(8)} ${'den p95'.padStart(8)} ${'raw p50'.padStart(8)} ${'raw p95'.padStart(8)}  target`,
       );
@@ -279,6 +289,7 @@ async function main(): Promise<void> {
   const out = join(REPO_ROOT, 'bench/results/latest.json');
   await writeFile(out, `${JSON.stringify({ at: new Date().toISOString(), results }, null, 2)}\n`);
   console.log(`\nwritten to ${out}`);
+  if (failed.length) throw new Error(`benchmark groups failed: ${failed.join(', ')}`);
 }
 
 main().catch((err: unknown) => {

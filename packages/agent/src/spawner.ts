@@ -40,6 +40,9 @@ const signalNames = new Map<number, NodeJS.Signals>(
 );
 const errnoNames = new Map<number, string>(Object.entries(constants.errno).map(([name, n]) => [n, name]));
 
+/** What den-spawn needs to start a process: the rest of a LaunchPlan is the agent's own business. */
+export type SpawnRequest = Pick<LaunchPlan, 'file' | 'argv' | 'cwd' | 'env'> & { user: { uid: number; gid: number } };
+
 interface Waiting {
   resolve(pid: number): void;
   reject(err: NodeJS.ErrnoException): void;
@@ -70,6 +73,8 @@ export class Spawner {
   private constructor(
     private readonly helper: ChildProcessByStdio<Writable, Readable, null>,
     private readonly socketPath: string,
+    /** who uses the helper, for the one line logged if it dies */
+    private readonly owner: string,
   ) {
     helper.stdout.on('data', (chunk: Buffer) => this.onEvents(chunk));
     helper.stdin.on('error', () => undefined);
@@ -81,14 +86,25 @@ export class Spawner {
    * Starts the helper; undefined when there is none (agent tests on the host without it). `runDir` must be a
    * directory only root can enter: whoever connects to the socket could take over a pending child's stdio.
    */
-  static start(binary: string | undefined, runDir: string): Spawner | undefined {
+  static start(binary: string | undefined, runDir: string, owner = 'den-agent'): Spawner | undefined {
     if (!binary || !existsSync(binary)) return undefined;
     mkdirSync(runDir, { recursive: true, mode: 0o700 });
     const socketPath = join(runDir, 'spawn.sock');
     // Own session: tini forwards signals to the agent's process group, and the helper must outlive the agent's
     // children on a SIGTERM to report their exits. It ends when its stdin closes, that is with the agent.
     const helper = spawn(binary, [socketPath], { stdio: ['pipe', 'pipe', 'inherit'], detached: true, env: {} });
-    return new Spawner(helper, socketPath);
+    return new Spawner(helper, socketPath, owner);
+  }
+
+  /**
+   * The helper no longer keeps the owner's process alive (the daemon uses one for its whole life and exits when its
+   * own work is done); running children still do, through their stdio connections.
+   */
+  unref(): this {
+    this.helper.unref();
+    (this.helper.stdin as Partial<Socket>).unref?.();
+    (this.helper.stdout as Partial<Socket>).unref?.();
+    return this;
   }
 
   /** False once the helper died: the agent forks itself from then on. */
@@ -103,7 +119,7 @@ export class Spawner {
     return new Promise((resolve, reject) => this.readyWaiters.push({ resolve, reject }));
   }
 
-  async spawn(plan: LaunchPlan): Promise<PipedProcess> {
+  async spawn(plan: SpawnRequest): Promise<PipedProcess> {
     // The helper is started as the agent starts: the first request may come before it listens (a few ms, far less
     // than forking the agent instead).
     await this.whenReady();
@@ -194,7 +210,7 @@ export class Spawner {
   private die(reason: string): void {
     if (this.dead) return;
     this.dead = true;
-    console.error(`den-agent: ${reason}; starting processes from the agent itself from now on`);
+    console.error(`${this.owner}: ${reason}; starting processes with Node's spawn from now on`);
     const err = Object.assign(new Error(reason), { code: 'EAGAIN' });
     for (const w of this.readyWaiters.splice(0)) w.reject(err);
     for (const w of this.waiting.values()) w.reject(err);
@@ -212,7 +228,7 @@ function errnoError(errno: number): NodeJS.ErrnoException {
 }
 
 /** len, id, uid, gid, argc, envc, then NUL-terminated file, cwd, argv..., env... (den-spawn.c) */
-function encodeRequest(id: number, plan: LaunchPlan): Buffer {
+function encodeRequest(id: number, plan: SpawnRequest): Buffer {
   const env = Object.entries(plan.env).map(([k, v]) => `${k}=${v}`);
   const strings = Buffer.from(`${[plan.file, plan.cwd, ...plan.argv, ...env].join('\0')}\0`);
   const head = Buffer.alloc(24);

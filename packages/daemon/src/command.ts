@@ -1,5 +1,5 @@
-import { spawn } from 'node:child_process';
 import { DenError } from '@den/shared';
+import { startTool, type ToolProcess } from './tool-spawn.js';
 
 /**
  * Runs a system tool (mount, losetup, mkfs.ext4, ip, nft) with an argv array, never a shell, and returns its stdout.
@@ -7,36 +7,39 @@ import { DenError } from '@den/shared';
  * `DenError('INTERNAL', '<tool> failed: <stderr>')`: these tools fail only when the host is misconfigured or a
  * resource is busy, which the message names.
  */
-export function command(
+export async function command(
   binary: string,
   args: string[],
   opts: { timeoutMs?: number; input?: string } | number = {},
 ): Promise<string> {
   const { timeoutMs = 30_000, input } = typeof opts === 'number' ? { timeoutMs: opts } : opts;
-  return new Promise((resolve, reject) => {
-    const child = spawn(binary, args, {
-      env: { ...process.env, LC_ALL: 'C' },
-      stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+  const fail = (text: string) => {
+    const shown = args.join(' ').slice(0, 200);
+    return new DenError('INTERNAL', `${binary} ${shown} failed: ${text.trim()}`);
+  };
+  let child: ToolProcess;
+  try {
+    child = await startTool(binary, args, {
+      env: { ...process.env, LC_ALL: 'C' } as Record<string, string>,
+      stdin: input === undefined ? 'ignore' : 'pipe',
     });
+  } catch (err) {
+    throw fail((err as Error).message);
+  }
+  return new Promise((resolve, reject) => {
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout!.on('data', (c: Buffer) => out.push(c));
     child.stderr!.on('data', (c: Buffer) => err.push(c));
     const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    const fail = (text: string) => {
-      const shown = args.join(' ').slice(0, 200);
-      reject(new DenError('INTERNAL', `${binary} ${shown} failed: ${text.trim()}`));
-    };
-    child.on('error', (e) => {
-      clearTimeout(timer);
-      fail(e.message);
-    });
     child.on('close', (code, signal) => {
       clearTimeout(timer);
       const stdout = Buffer.concat(out).toString('utf8');
       if (code === 0) return resolve(stdout);
       const stderr = Buffer.concat(err).toString('utf8');
-      fail(stderr || stdout || (signal ? `killed by ${signal} (timeout ${timeoutMs} ms)` : `exit code ${code}`));
+      reject(
+        fail(stderr || stdout || (signal ? `killed by ${signal} (timeout ${timeoutMs} ms)` : `exit code ${code}`)),
+      );
     });
     if (input !== undefined) child.stdin!.end(input);
   });
@@ -55,8 +58,8 @@ const HEREDOC_END = 'DEN_STEP_INPUT_END';
 
 /**
  * Runs several tool invocations in one `sh -e` (each step's input as a quoted here-document), stopping at the first
- * failure. Spawning from the daemon costs 3-6 ms per process on these machines (a fork of a large Node process),
- * while sh starts its children far cheaper: sandbox network setup runs three tools per create.
+ * failure: one start from the daemon (tool-spawn.ts) instead of one per tool, sh starting the rest; sandbox network
+ * setup runs two `ip` calls per create this way.
  */
 export function commandSteps(steps: CommandStep[], timeoutMs = 30_000): Promise<string> {
   const lines = ['set -e'];

@@ -13,6 +13,8 @@ export interface DenPaths {
   /** formatted disks made ahead (storage/spare-disks.ts); on the sandboxes' filesystem, so they move by rename */
   spareDisksDir: string;
   runtimeRoot(runtime: 'runsc' | 'runc'): string;
+  /** den-spawn's socket directory for the tools the daemon starts (tool-spawn.ts); root only */
+  toolSpawnDir: string;
   agentRootsDir: string;
   sandbox(id: string): SandboxPaths;
 }
@@ -46,6 +48,7 @@ export function denPaths(home: string, store: string): DenPaths {
     sandboxesDir,
     spareDisksDir: join(home, 'spare-disks'),
     runtimeRoot: (runtime) => join(home, 'run', runtime),
+    toolSpawnDir: join(home, 'run', 'tools'),
     agentRootsDir: join(store, 'agent'),
     sandbox(id) {
       // Short names: the socket path must stay under the 108-byte sun_path limit.

@@ -40,6 +40,7 @@ import { SpareDisks } from './storage/spare-disks.js';
 import { KyselyApiKeyStore } from './store/api-key-store.js';
 import { openDatabase } from './store/database.js';
 import { KyselySandboxStore } from './store/sandbox-store.js';
+import { startToolSpawner } from './tool-spawn.js';
 
 /** Formatted disks of the default size kept ready (storage/spare-disks.ts): enough for a burst of creates. */
 const SPARE_DISKS = 2;
@@ -60,6 +61,7 @@ export interface Daemon {
 export async function wire(config: DaemonConfig, log: PinoLogger): Promise<Daemon> {
   const paths = denPaths(config.home, config.store);
   await mkdir(paths.sandboxesDir, { recursive: true });
+  if (!startToolSpawner(paths.toolSpawnDir)) log.warn('den-spawn is not built: tools are started with Node spawn');
   const database = await openDatabase({ sqlitePath: paths.database, postgresUrl: config.databaseUrl });
 
   const candidates: { name: RuntimeName; runtime: Runtime }[] = [

@@ -1,5 +1,5 @@
-import { spawn } from 'node:child_process';
 import { DenError } from '@den/shared';
+import { startTool, type ToolProcess } from '../tool-spawn.js';
 
 export interface RunBinaryOptions {
   /** the runtime's name, used in error messages ("runsc create failed: ...") */
@@ -49,15 +49,22 @@ const MAX_CAPTURE = 1 << 20;
  * group may already contain the container, and the caller's cleanup (`delete`) removes half-made containers.
  * Rejects only when the binary cannot be started (RUNTIME_UNAVAILABLE).
  */
-export function spawnBinary(binary: string, args: string[], options: RunBinaryOptions): Promise<BinaryExit> {
+export async function spawnBinary(binary: string, args: string[], options: RunBinaryOptions): Promise<BinaryExit> {
   const timeoutMs = options.timeoutMs ?? 30_000;
-  return new Promise((resolve, reject) => {
-    const out = options.outputFd;
-    const child = spawn(binary, args, {
-      detached: true,
-      stdio: ['ignore', out ?? 'pipe', out ?? 'pipe'],
-      env: { ...process.env, LC_ALL: 'C' },
+  let child: ToolProcess;
+  try {
+    child = await startTool(binary, args, {
+      env: { ...process.env, LC_ALL: 'C' } as Record<string, string>,
+      stdin: 'ignore',
+      ...(options.outputFd !== undefined ? { outputFd: options.outputFd } : {}),
     });
+  } catch (err) {
+    throw new DenError(
+      'RUNTIME_UNAVAILABLE',
+      `${options.runtime} binary ${binary} cannot be run: ${(err as Error).message}`,
+    );
+  }
+  return new Promise((resolve) => {
     let stdout = '';
     let stderr = '';
     child.stdout?.setEncoding('utf8').on('data', (d: string) => {
@@ -71,10 +78,6 @@ export function spawnBinary(binary: string, args: string[], options: RunBinaryOp
       timedOut = true;
       child.kill('SIGKILL');
     }, timeoutMs);
-    child.on('error', (err: NodeJS.ErrnoException) => {
-      clearTimeout(timer);
-      reject(new DenError('RUNTIME_UNAVAILABLE', `${options.runtime} binary ${binary} cannot be run: ${err.message}`));
-    });
     child.on('close', (code, signal) => {
       clearTimeout(timer);
       resolve({ code: code ?? -1, signal, timedOut, stdout, stderr });

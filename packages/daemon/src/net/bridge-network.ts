@@ -192,8 +192,8 @@ export class BridgeNetwork implements NetworkManager {
     const files = this.writeEtcFiles(spec);
     // The namespace and veth (one shell: one spawn from the daemon, see commandSteps) and the rules at the same time:
     // the rules name the veth, they do not need it to exist, and nothing reaches the sandbox before both are done.
-    // Only nft changes queue behind other sandboxes' (changeRules), not the namespace. Measured (bench, on a VM where
-    // a process start from the daemon costs 10-20 ms): the step went from 61-73 to 49-51 ms p50.
+    // Only nft changes queue behind other sandboxes' (changeRules), not the namespace. Measured (bench, same VM): the
+    // step went from 61-73 to 49-51 ms p50.
     await allSettledOrThrow([commandSteps(steps), this.adopt(spec)] as const);
     return { netnsPath: join(NETNS_DIR, ns), files: await files };
   }

@@ -13,11 +13,14 @@ export const DAEMON_WAIT_MS = 30_000;
 const POLL_MS = 100;
 
 /**
- * The daemon's entry point, found relative to this file: packages/cli/dist/src/commands/daemon.js ->
- * packages/daemon/dist/src/main.js (the same tree `npm run build` fills).
+ * The daemon's entry point in the same tree `npm run build` fills: packages/daemon/dist/src/main.js beside this CLI's
+ * package. This file is packages/cli/dist/src/commands/daemon.js as tsc writes it, or part of
+ * packages/cli/dist/den.bundle.mjs (scripts/bundle-cli.mjs): the entry is looked for from the package's directory up.
  */
 export function daemonEntry(): string {
-  return fileURLToPath(new URL('../../../../daemon/dist/src/main.js', import.meta.url));
+  const fromTsc = fileURLToPath(new URL('../../../../daemon/dist/src/main.js', import.meta.url));
+  const fromBundle = fileURLToPath(new URL('../../daemon/dist/src/main.js', import.meta.url));
+  return existsSync(fromTsc) || !existsSync(fromBundle) ? fromTsc : fromBundle;
 }
 
 export function daemonFiles(home: string): { log: string; pid: string } {

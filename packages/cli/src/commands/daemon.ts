@@ -13,9 +13,9 @@ export const DAEMON_WAIT_MS = 30_000;
 const POLL_MS = 100;
 
 /**
- * The daemon's entry point in the same tree `npm run build` fills: packages/daemon/dist/src/main.js beside this CLI's
- * package. This file is packages/cli/dist/src/commands/daemon.js as tsc writes it, or part of
- * packages/cli/dist/den.bundle.mjs (scripts/bundle-cli.mjs): the entry is looked for from the package's directory up.
+ * The daemon's entry point in the same tree `npm run build` fills: packages/daemon/dist/src/main.js. This code runs
+ * from packages/cli/dist/src/commands/daemon.js as tsc writes it, or from packages/cli/dist/den.bundle.mjs
+ * (scripts/bundle-cli.mjs): the path relative to either, whichever exists.
  */
 export function daemonEntry(): string {
   const fromTsc = fileURLToPath(new URL('../../../../daemon/dist/src/main.js', import.meta.url));

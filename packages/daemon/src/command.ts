@@ -1,5 +1,5 @@
 import { DenError } from '@den/shared';
-import { startTool, type ToolProcess } from './tool-spawn.js';
+import { runTool, type ToolExit } from './tool-spawn.js';
 
 /**
  * Runs a system tool (mount, losetup, mkfs.ext4, ip, nft) with an argv array, never a shell, and returns its stdout.
@@ -17,32 +17,15 @@ export async function command(
     const shown = args.join(' ').slice(0, 200);
     return new DenError('INTERNAL', `${binary} ${shown} failed: ${text.trim()}`);
   };
-  let child: ToolProcess;
+  let exit: ToolExit;
   try {
-    child = await startTool(binary, args, {
-      env: { ...process.env, LC_ALL: 'C' } as Record<string, string>,
-      stdin: input === undefined ? 'ignore' : 'pipe',
-    });
+    exit = await runTool(binary, args, { timeoutMs, ...(input !== undefined ? { input } : {}) });
   } catch (err) {
     throw fail((err as Error).message);
   }
-  return new Promise((resolve, reject) => {
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout!.on('data', (c: Buffer) => out.push(c));
-    child.stderr!.on('data', (c: Buffer) => err.push(c));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      const stdout = Buffer.concat(out).toString('utf8');
-      if (code === 0) return resolve(stdout);
-      const stderr = Buffer.concat(err).toString('utf8');
-      reject(
-        fail(stderr || stdout || (signal ? `killed by ${signal} (timeout ${timeoutMs} ms)` : `exit code ${code}`)),
-      );
-    });
-    if (input !== undefined) child.stdin!.end(input);
-  });
+  if (exit.code === 0) return exit.stdout;
+  const { stdout, stderr, signal, code } = exit;
+  throw fail(stderr || stdout || (signal ? `killed by ${signal} (timeout ${timeoutMs} ms)` : `exit code ${code}`));
 }
 
 export interface CommandStep {

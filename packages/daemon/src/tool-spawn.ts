@@ -24,8 +24,62 @@ import { type PipedProcess, Spawner } from '@den/agent/spawner';
  * working directory.
  */
 
-/** What callers use of a started tool: the shape of Node's ChildProcess that command.ts and run-binary.ts rely on. */
-export interface ToolProcess {
+/** How a tool ended and what it printed (`runTool`). */
+export interface ToolExit {
+  /** exit code; -1 when killed by a signal (see `signal`) */
+  code: number;
+  signal: NodeJS.Signals | null;
+  timedOut: boolean;
+  stdout: string;
+  stderr: string;
+}
+
+export interface RunToolOptions {
+  /** kill the tool (SIGKILL to its pid only, never its group) after this long */
+  timeoutMs: number;
+  /** written to the tool's stdin (`ip -batch -`, `nft -f -`); without it stdin is empty */
+  input?: string;
+  /** a host descriptor used as stdout and stderr instead of pipes (output is then not captured) */
+  outputFd?: number;
+  /** characters of stdout and of stderr kept at most; default all */
+  maxCapture?: number;
+}
+
+/**
+ * Runs a tool with an argv array (never a shell), in `C` locale, and resolves with how it ended, whatever the exit
+ * code. Rejects, as Node's spawn does (an error with `code`, e.g. ENOENT), only when it cannot be started.
+ */
+export async function runTool(binary: string, args: string[], options: RunToolOptions): Promise<ToolExit> {
+  const { timeoutMs, input, outputFd, maxCapture = Number.POSITIVE_INFINITY } = options;
+  const child = await startTool(binary, args, {
+    env: { ...process.env, LC_ALL: 'C' } as Record<string, string>,
+    stdin: input === undefined ? 'ignore' : 'pipe',
+    ...(outputFd !== undefined ? { outputFd } : {}),
+  });
+  return new Promise((resolve) => {
+    let stdout = '';
+    let stderr = '';
+    child.stdout?.setEncoding('utf8').on('data', (d: string) => {
+      if (stdout.length < maxCapture) stdout += d;
+    });
+    child.stderr?.setEncoding('utf8').on('data', (d: string) => {
+      if (stderr.length < maxCapture) stderr += d;
+    });
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, timeoutMs);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? -1, signal, timedOut, stdout, stderr });
+    });
+    if (input !== undefined) child.stdin?.end(input);
+  });
+}
+
+/** What runTool uses of a started tool: the part of Node's ChildProcess it relies on. */
+interface ToolProcess {
   readonly pid: number | undefined;
   readonly stdin: Writable | null;
   readonly stdout: Readable | null;
@@ -34,7 +88,7 @@ export interface ToolProcess {
   on(event: 'close', listener: (code: number | null, signal: NodeJS.Signals | null) => void): this;
 }
 
-export interface ToolOptions {
+interface ToolOptions {
   env: Record<string, string>;
   /** 'pipe' to write the tool's stdin; 'ignore' gives it an empty one */
   stdin: 'pipe' | 'ignore';
@@ -57,12 +111,12 @@ export function startToolSpawner(runDir: string, binary = HELPER_BINARY): boolea
 }
 
 /** Starts a tool; rejects like Node's spawn does (an error with `code`, e.g. ENOENT) when it cannot be started. */
-export async function startTool(binary: string, args: string[], options: ToolOptions): Promise<ToolProcess> {
+async function startTool(binary: string, args: string[], options: ToolOptions): Promise<ToolProcess> {
   if (!helper?.available || options.outputFd !== undefined) return nodeSpawn(binary, args, options);
   const file = onPath(binary, options.env.PATH ?? process.env.PATH ?? '');
   const user = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
-  // The helper's pipes do not keep the process alive (unref), and the child's start and exit come through them: a
-  // timer does, from the request to the child's 'close'.
+  // The helper's pipes do not keep the process alive (unref), and the child's start and exit come through them: this
+  // timer does, from the request to the child's 'close' (runTool's own timeout runs only once the child started).
   const hold = setInterval(() => undefined, 60_000);
   let child: PipedProcess;
   try {

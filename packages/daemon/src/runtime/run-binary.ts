@@ -1,5 +1,5 @@
 import { DenError } from '@den/shared';
-import { startTool, type ToolProcess } from '../tool-spawn.js';
+import { runTool, type ToolExit } from '../tool-spawn.js';
 
 export interface RunBinaryOptions {
   /** the runtime's name, used in error messages ("runsc create failed: ...") */
@@ -14,14 +14,8 @@ export interface RunBinaryOptions {
   outputFd?: number;
 }
 
-export interface BinaryExit {
-  /** exit code; -1 when killed by a signal (see `signal`) */
-  code: number;
-  signal: NodeJS.Signals | null;
-  timedOut: boolean;
-  stdout: string;
-  stderr: string;
-}
+/** How a runtime binary ended (`spawnBinary`). */
+export type BinaryExit = ToolExit;
 
 /** A failure of a runtime binary, with what it printed: DenError RUNTIME_FAILED. */
 export function runtimeFailed(
@@ -50,12 +44,10 @@ const MAX_CAPTURE = 1 << 20;
  * Rejects only when the binary cannot be started (RUNTIME_UNAVAILABLE).
  */
 export async function spawnBinary(binary: string, args: string[], options: RunBinaryOptions): Promise<BinaryExit> {
-  const timeoutMs = options.timeoutMs ?? 30_000;
-  let child: ToolProcess;
   try {
-    child = await startTool(binary, args, {
-      env: { ...process.env, LC_ALL: 'C' } as Record<string, string>,
-      stdin: 'ignore',
+    return await runTool(binary, args, {
+      timeoutMs: options.timeoutMs ?? 30_000,
+      maxCapture: MAX_CAPTURE,
       ...(options.outputFd !== undefined ? { outputFd: options.outputFd } : {}),
     });
   } catch (err) {
@@ -64,25 +56,6 @@ export async function spawnBinary(binary: string, args: string[], options: RunBi
       `${options.runtime} binary ${binary} cannot be run: ${(err as Error).message}`,
     );
   }
-  return new Promise((resolve) => {
-    let stdout = '';
-    let stderr = '';
-    child.stdout?.setEncoding('utf8').on('data', (d: string) => {
-      if (stdout.length < MAX_CAPTURE) stdout += d;
-    });
-    child.stderr?.setEncoding('utf8').on('data', (d: string) => {
-      if (stderr.length < MAX_CAPTURE) stderr += d;
-    });
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      child.kill('SIGKILL');
-    }, timeoutMs);
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code: code ?? -1, signal, timedOut, stdout, stderr });
-    });
-  });
 }
 
 /**
